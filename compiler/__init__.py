@@ -1,0 +1,1 @@
+"""The compiler: ONNX models to int8 VTA instruction streams (and CPU partitions)."""

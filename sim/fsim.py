@@ -1,0 +1,460 @@
+"""The functional simulator: the executable definition of the pyvta instruction set.
+
+It runs an instruction stream against a :class:`~pyvta.sim.dram.Dram` image bit-exactly and
+models the decoupled architecture: a fetch stage dispatches instructions in program order into
+three bounded command queues (load, compute, store); each module executes its own queue in
+order and blocks on the four bounded dependency-token queues. A stream that can never finish is
+reported as a :class:`DeadlockError` naming the stuck instructions, never a hang.
+
+Every instruction is executed with whole-array numpy operations: no Python loop runs per MAC or
+per lane (see ``docs/isa.md`` for the semantics this file implements).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..hw.config import HwConfig, load_config
+from ..hw.isa import (AluOp, MemType, Opcode, decode_program, format_insn, insn_layout)
+from .dram import Dram, DramError
+
+__all__ = ["SimError", "DeadlockError", "Counters", "FunctionalSimulator", "run_program",
+           "route", "LOAD_Q", "COMPUTE_Q", "STORE_Q"]
+
+LOAD_Q, COMPUTE_Q, STORE_Q = "load", "compute", "store"
+
+# Token queues: (producer, consumer).
+_L2C, _C2L, _C2S, _S2C = "load->compute", "compute->load", "compute->store", "store->compute"
+
+
+class SimError(RuntimeError):
+    """An instruction stream is invalid or accesses memory out of range."""
+
+
+class DeadlockError(SimError):
+    """The instruction stream can never complete (tokens are never pushed, or queues fill)."""
+
+
+@dataclass
+class Counters:
+    """What a run did. All counts are totals over the program."""
+    #: Instructions executed, by kind ("LOAD.INP", "GEMM", "ALU.ADD", "STORE", "FINISH", ...).
+    insns: dict = field(default_factory=collections.Counter)
+    #: Bytes moved between DRAM and each buffer (loads and stores), by memory type name.
+    bytes: dict = field(default_factory=collections.Counter)
+    #: Multiply-accumulates done by GEMM instructions.
+    macs: int = 0
+    #: GEMM micro-op executions (loop iterations).
+    gemm_uops: int = 0
+    #: ALU micro-op executions (loop iterations).
+    alu_uops: int = 0
+    #: ALU operations on individual lanes.
+    alu_lane_ops: int = 0
+
+    @property
+    def total_insns(self) -> int:
+        return sum(self.insns.values())
+
+    def summary(self) -> str:
+        kinds = " ".join(f"{k}={v}" for k, v in sorted(self.insns.items()))
+        moved = " ".join(f"{k}={v}B" for k, v in sorted(self.bytes.items()))
+        return (f"{self.total_insns} instructions ({kinds}); moved {moved or 'nothing'}; "
+                f"{self.macs} MACs; {self.alu_lane_ops} ALU lane-ops")
+
+    def to_dict(self) -> dict:
+        return {"insns": dict(self.insns), "bytes": dict(self.bytes), "macs": self.macs,
+                "gemm_uops": self.gemm_uops, "alu_uops": self.alu_uops,
+                "alu_lane_ops": self.alu_lane_ops}
+
+
+def route(insn) -> str:
+    """The module an instruction is dispatched to (VTA's fetch routing)."""
+    op = insn.opcode
+    if op is Opcode.LOAD:
+        return LOAD_Q if insn.memory_type in (MemType.INP, MemType.WGT) else COMPUTE_Q
+    if op is Opcode.STORE:
+        return STORE_Q
+    return COMPUTE_Q
+
+
+# Which token queue each flag of each module refers to.
+_POPS = {LOAD_Q: {"pop_next_dep": _C2L},
+         COMPUTE_Q: {"pop_prev_dep": _L2C, "pop_next_dep": _S2C},
+         STORE_Q: {"pop_prev_dep": _C2S}}
+_PUSHES = {LOAD_Q: {"push_next_dep": _L2C},
+           COMPUTE_Q: {"push_prev_dep": _C2L, "push_next_dep": _C2S},
+           STORE_Q: {"push_prev_dep": _S2C}}
+
+
+def _loop_indices(base: np.ndarray, iter_out: int, iter_in: int, f_out: int, f_in: int):
+    """Index of every iteration of the loop nest, in execution order (i, j, k), flattened."""
+    i = np.arange(iter_out, dtype=np.int64)[:, None, None] * f_out
+    j = np.arange(iter_in, dtype=np.int64)[None, :, None] * f_in
+    return (base[None, None, :] + i + j).reshape(-1)
+
+
+class FunctionalSimulator:
+    """Bit-exact, vectorised execution of instruction streams for one configuration.
+
+    Parameters
+    ----------
+    cfg : HwConfig or str
+        The hardware configuration (or a preset name).
+    dram : Dram
+        The memory the program's DMA reads and writes.
+    """
+
+    def __init__(self, cfg: HwConfig | str, dram: Dram):
+        self.cfg = cfg = load_config(cfg)
+        self.layout = insn_layout(cfg)
+        self.dram = dram
+        b, bi, bo = cfg.batch, cfg.block_in, cfg.block_out
+        self.uop_dst = np.zeros(cfg.uop_depth, np.int64)
+        self.uop_src = np.zeros(cfg.uop_depth, np.int64)
+        self.uop_wgt = np.zeros(cfg.uop_depth, np.int64)
+        self.inp = np.zeros((cfg.inp_depth, b, bi), np.int8)
+        self.wgt = np.zeros((cfg.wgt_depth, bo, bi), np.int8)
+        self.acc = np.zeros((cfg.acc_depth, b, bo), np.int32)
+        self.out = np.zeros((cfg.out_depth, b, bo), np.int8)
+        self.counters = Counters()
+        # (numpy dtype of one element's scalars, element shape, buffer) per memory type.
+        self._mem = {
+            MemType.INP: (np.dtype("i1"), (b, bi), self.inp),
+            MemType.WGT: (np.dtype("i1"), (bo, bi), self.wgt),
+            MemType.ACC: (np.dtype("<i4"), (b, bo), self.acc),
+            MemType.OUT: (np.dtype("i1"), (b, bo), self.out),
+            MemType.UOP: (np.dtype("<u4"), (), None),
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Scheduling
+    # ------------------------------------------------------------------------------------------
+    def run(self, program) -> Counters:
+        """Execute a program (bytes or a list of decoded instructions) until FINISH."""
+        insns = decode_program(program, self.cfg) if isinstance(program, (bytes, bytearray,
+                                                                          memoryview)) \
+            else list(program)
+        if not insns:
+            raise SimError("the instruction stream is empty: a program must end with FINISH")
+        self._validate_static(insns)
+        cfg = self.cfg
+        queues = {LOAD_Q: collections.deque(), COMPUTE_Q: collections.deque(),
+                  STORE_Q: collections.deque()}
+        tokens = {_L2C: 0, _C2L: 0, _C2S: 0, _S2C: 0}
+        targets = [route(i) for i in insns]
+        pc = 0
+        n = len(insns)
+        while True:
+            progress = False
+            while pc < n and len(queues[targets[pc]]) < cfg.cmd_queue_depth:
+                queues[targets[pc]].append(pc)
+                pc += 1
+                progress = True
+            # Compute first: the most adversarial order for FINISH (see _finish).
+            for module in (COMPUTE_Q, LOAD_Q, STORE_Q):
+                q = queues[module]
+                while q:
+                    idx = q[0]
+                    insn = insns[idx]
+                    pops = [t for f, t in _POPS[module].items() if getattr(insn, f)]
+                    pushes = [t for f, t in _PUSHES[module].items() if getattr(insn, f)]
+                    if any(tokens[t] == 0 for t in pops) or \
+                            any(tokens[t] >= cfg.dep_queue_depth for t in pushes):
+                        break
+                    for t in pops:
+                        tokens[t] -= 1
+                    self._execute(insn, idx)
+                    for t in pushes:
+                        tokens[t] += 1
+                    q.popleft()
+                    progress = True
+                    if insn.opcode is Opcode.FINISH:
+                        self._finish(idx, pc, n, queues, insns)
+                        return self.counters
+            if pc == n and not any(queues.values()):
+                raise SimError(f"the program ended without FINISH (last instruction {n - 1}: "
+                               f"{format_insn(insns[n - 1])})")
+            if not progress:
+                raise DeadlockError(self._deadlock_report(insns, queues, tokens, pc, targets))
+
+    def _validate_static(self, insns):
+        """Checks that need no execution: routing rules and flags each module may use."""
+        for idx, insn in enumerate(insns):
+            op = insn.opcode
+            where = f"instruction {idx} ({format_insn(insn)})"
+            if op is Opcode.LOAD and insn.memory_type is MemType.OUT:
+                raise SimError(f"{where}: LOAD of memory type OUT is not supported; "
+                               f"load results back as ACC")
+            if op is Opcode.STORE and insn.memory_type is not MemType.OUT:
+                raise SimError(f"{where}: STORE must have memory type OUT, "
+                               f"not {insn.memory_type.name}")
+            module = route(insn)
+            allowed = set(_POPS[module]) | set(_PUSHES[module])
+            for flag in ("pop_prev_dep", "pop_next_dep", "push_prev_dep", "push_next_dep"):
+                if getattr(insn, flag) and flag not in allowed:
+                    raise SimError(f"{where}: {flag} is set, but the {module} module has no "
+                                   f"{'previous' if 'prev' in flag else 'next'} stage")
+
+    def _finish(self, idx, pc, n, queues, insns):
+        if pc < n or len(queues[COMPUTE_Q]):
+            nxt = queues[COMPUTE_Q][0] if queues[COMPUTE_Q] else pc
+            raise SimError(f"instruction {idx} is FINISH but instruction {nxt} follows it: "
+                           f"FINISH must be the last instruction")
+        pending = {m: list(q) for m, q in queues.items() if q}
+        if pending:
+            detail = "; ".join(f"{m} module: instructions {', '.join(map(str, p[:8]))}"
+                               + (" ..." if len(p) > 8 else "") for m, p in pending.items())
+            raise SimError(
+                f"FINISH (instruction {idx}) can run before earlier instructions complete "
+                f"({detail}): make the last STORE push a store->compute token and pop it "
+                f"before FINISH")
+
+    def _deadlock_report(self, insns, queues, tokens, pc, targets) -> str:
+        lines = ["the instruction stream deadlocks: no module can make progress"]
+        for module in (LOAD_Q, COMPUTE_Q, STORE_Q):
+            q = queues[module]
+            if not q:
+                continue
+            idx = q[0]
+            insn = insns[idx]
+            waits = [f"a {t} token ({f})" for f, t in _POPS[module].items()
+                     if getattr(insn, f) and tokens[t] == 0]
+            full = [f"room in the full {t} queue ({f})" for f, t in _PUSHES[module].items()
+                    if getattr(insn, f) and tokens[t] >= self.cfg.dep_queue_depth]
+            lines.append(f"  {module} module is stuck at instruction {idx} "
+                         f"({format_insn(insn)}): waiting for {' and '.join(waits + full)}")
+        if pc < len(insns):
+            lines.append(f"  fetch is stalled at instruction {pc}: the {targets[pc]} command "
+                         f"queue is full ({self.cfg.cmd_queue_depth} entries)")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------------------------------
+    # Execution
+    # ------------------------------------------------------------------------------------------
+    def _execute(self, insn, idx):
+        op = insn.opcode
+        try:
+            if op is Opcode.LOAD:
+                self._load(insn)
+                self.counters.insns[f"LOAD.{insn.memory_type.name}"] += 1
+            elif op is Opcode.STORE:
+                self._store(insn)
+                self.counters.insns["STORE"] += 1
+            elif op is Opcode.GEMM:
+                self._gemm(insn)
+                self.counters.insns["GEMM"] += 1
+            elif op is Opcode.ALU:
+                self._alu(insn)
+                self.counters.insns[f"ALU.{insn.alu_opcode.name}"] += 1
+            else:
+                self.counters.insns["FINISH"] += 1
+        except (SimError, DramError) as exc:
+            raise SimError(f"instruction {idx} ({format_insn(insn)}): {exc}") from None
+
+    def _dram_rows(self, insn, eb):
+        """Byte offsets into the DRAM image of the rows a LOAD/STORE touches, bounds-checked."""
+        dram = self.dram
+        start = insn.dram_base * eb
+        last = (insn.dram_base + (insn.y_size - 1) * insn.x_stride + insn.x_size) * eb
+        if start < dram.base or last > dram.end:
+            raise SimError(
+                f"DRAM range [{start:#x}, {last:#x}) is outside the DRAM image "
+                f"[{dram.base:#x}, {dram.end:#x})")
+        return start - dram.base
+
+    def _load(self, insn):
+        mt = insn.memory_type
+        dtype, shape, buf = self._mem[mt]
+        eb = {MemType.UOP: self.cfg.uop_elem_bytes, MemType.INP: self.cfg.inp_elem_bytes,
+              MemType.WGT: self.cfg.wgt_elem_bytes, MemType.ACC: self.cfg.acc_elem_bytes}[mt]
+        depth = {MemType.UOP: self.cfg.uop_depth, MemType.INP: self.cfg.inp_depth,
+                 MemType.WGT: self.cfg.wgt_depth, MemType.ACC: self.cfg.acc_depth}[mt]
+        pads = (insn.y_pad_0, insn.y_pad_1, insn.x_pad_0, insn.x_pad_1)
+        if any(pads) and mt not in (MemType.INP, MemType.ACC):
+            raise SimError(f"padding is only supported on INP and ACC loads, not {mt.name}")
+        if insn.x_size == 0 or insn.y_size == 0:
+            return  # a synchronisation-only LOAD moves no data
+        rows = insn.y_pad_0 + insn.y_size + insn.y_pad_1
+        cols = insn.x_pad_0 + insn.x_size + insn.x_pad_1
+        if insn.sram_base + rows * cols > depth:
+            raise SimError(f"writes {mt.name} elements [{insn.sram_base}, "
+                           f"{insn.sram_base + rows * cols}), outside the {mt.name} buffer "
+                           f"({depth} elements)")
+        off = self._dram_rows(insn, eb)
+        src = np.lib.stride_tricks.as_strided(
+            self.dram.mem[off:], shape=(insn.y_size, insn.x_size * eb),
+            strides=(insn.x_stride * eb, 1), writeable=False)
+        data = np.ascontiguousarray(src).view(dtype).reshape(
+            (insn.y_size, insn.x_size) + shape)
+        self.counters.bytes[mt.name] += insn.y_size * insn.x_size * eb
+        if mt is MemType.UOP:
+            lay = self.layout.uop
+            words = data.reshape(-1).astype(np.int64)
+            sl = slice(insn.sram_base, insn.sram_base + words.size)
+            for name, arr in (("dst_idx", self.uop_dst), ("src_idx", self.uop_src),
+                              ("wgt_idx", self.uop_wgt)):
+                o, w = lay[name]
+                arr[sl] = (words >> o) & ((1 << w) - 1)
+            return
+        block = np.zeros((rows, cols) + shape, dtype)
+        block[insn.y_pad_0:insn.y_pad_0 + insn.y_size,
+              insn.x_pad_0:insn.x_pad_0 + insn.x_size] = data
+        buf[insn.sram_base:insn.sram_base + rows * cols] = block.reshape((-1,) + shape)
+
+    def _store(self, insn):
+        if insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1:
+            raise SimError("a STORE cannot have padding")
+        if insn.x_size == 0 or insn.y_size == 0:
+            return
+        if insn.y_size > 1 and insn.x_stride < insn.x_size:
+            raise SimError(f"x_stride {insn.x_stride} is smaller than x_size {insn.x_size}: "
+                           f"stored rows would overlap")
+        n = insn.y_size * insn.x_size
+        if insn.sram_base + n > self.cfg.out_depth:
+            raise SimError(f"reads OUT elements [{insn.sram_base}, {insn.sram_base + n}), "
+                           f"outside the OUT buffer ({self.cfg.out_depth} elements)")
+        eb = self.cfg.out_elem_bytes
+        off = self._dram_rows(insn, eb)
+        dst = np.lib.stride_tricks.as_strided(
+            self.dram.mem[off:], shape=(insn.y_size, insn.x_size * eb),
+            strides=(insn.x_stride * eb, 1))
+        dst[...] = self.out[insn.sram_base:insn.sram_base + n].reshape(insn.y_size, -1).view(
+            np.uint8)
+        self.counters.bytes["OUT"] += n * eb
+
+    def _loop(self, insn, with_wgt: bool):
+        """Destination, source (and weight) indices of every iteration, range-checked."""
+        cfg = self.cfg
+        if insn.uop_end > cfg.uop_depth or insn.uop_bgn > insn.uop_end:
+            raise SimError(f"micro-op range [{insn.uop_bgn}, {insn.uop_end}) is not inside the "
+                           f"micro-op buffer (0 to {cfg.uop_depth})")
+        k = slice(insn.uop_bgn, insn.uop_end)
+        dst = _loop_indices(self.uop_dst[k], insn.iter_out, insn.iter_in,
+                            insn.dst_factor_out, insn.dst_factor_in)
+        src = _loop_indices(self.uop_src[k], insn.iter_out, insn.iter_in,
+                            insn.src_factor_out, insn.src_factor_in)
+        checks = [("destination ACC", dst, cfg.acc_depth)]
+        if with_wgt:
+            wgt = _loop_indices(self.uop_wgt[k], insn.iter_out, insn.iter_in,
+                                insn.wgt_factor_out, insn.wgt_factor_in)
+            checks += [("source INP", src, cfg.inp_depth), ("WGT", wgt, cfg.wgt_depth)]
+        else:
+            wgt = None
+            if not insn.use_imm:
+                checks.append(("source ACC", src, cfg.acc_depth))
+        nk = insn.uop_end - insn.uop_bgn
+        for what, idx, depth in checks:
+            if idx.size and idx.max() >= depth:
+                t = int(np.argmax(idx >= depth))
+                i, rest = divmod(t, max(1, insn.iter_in * nk))
+                j, kk = divmod(rest, max(1, nk))
+                raise SimError(
+                    f"micro-op {insn.uop_bgn + kk} at iteration (i={i}, j={j}) addresses "
+                    f"{what} element {int(idx[t])}, outside the buffer ({depth} elements)")
+        return dst, src, wgt
+
+    def _gemm(self, insn):
+        dst, src, wgt = self._loop(insn, with_wgt=True)
+        if dst.size == 0:
+            return
+        cfg = self.cfg
+        touched = np.unique(dst)
+        if insn.reset_reg:
+            self.acc[touched] = 0
+            self.out[touched] = 0
+            self.counters.gemm_uops += dst.size
+            return
+        lanes = cfg.batch * cfg.block_out
+        prod = np.empty((dst.size, lanes), np.float64)
+        # Group the iterations by weight tile so each group is one exact float64 BLAS product
+        # (int8 x int8 sums stay far below 2**53).
+        order = np.argsort(wgt, kind="stable")
+        uniq, starts = np.unique(wgt[order], return_index=True)
+        bounds = list(starts[1:]) + [order.size]
+        inp_f = self.inp.astype(np.float64)
+        for w, lo, hi in zip(uniq, starts, bounds):
+            rows = order[lo:hi]
+            x = inp_f[src[rows]].reshape(-1, cfg.block_in)
+            prod[rows] = (x @ self.wgt[w].astype(np.float64).T).reshape(rows.size, lanes)
+        # Sum per destination and lane; bincount with weights is exact on these integers.
+        sums = np.empty((cfg.acc_depth, lanes), np.float64)
+        for lane in range(lanes):
+            sums[:, lane] = np.bincount(dst, weights=prod[:, lane], minlength=cfg.acc_depth)
+        acc = self.acc.reshape(cfg.acc_depth, lanes)
+        new = acc[touched].astype(np.int64) + sums[touched].astype(np.int64)
+        acc[touched] = new.astype(np.int32)  # wrap-around to int32, as the hardware does
+        self.out[touched] = self.acc[touched].astype(np.int8)
+        self.counters.gemm_uops += dst.size
+        self.counters.macs += dst.size * cfg.macs_per_cycle
+
+    def _alu(self, insn):
+        dst, src, _ = self._loop(insn, with_wgt=False)
+        if dst.size == 0:
+            return
+        cfg = self.cfg
+        self.counters.alu_uops += dst.size
+        self.counters.alu_lane_ops += dst.size * cfg.batch * cfg.block_out
+        acc = self.acc
+        if insn.reset_reg:
+            acc[dst] = 0
+            self.out[dst] = 0
+            return
+        op = insn.alu_opcode
+        t = np.arange(dst.size)
+        first_write = np.full(cfg.acc_depth, dst.size, np.int64)
+        np.minimum.at(first_write, dst, t)
+        unique_dst = np.unique(dst).size == dst.size
+        # A tensor operand written by an earlier iteration must see the new value.
+        raw_hazard = (not insn.use_imm) and bool(np.any(first_write[src] < t))
+        if unique_dst and not raw_hazard:
+            a = acc[dst]
+            b = np.int32(insn.imm) if insn.use_imm else acc[src]
+            acc[dst] = alu_apply(op, a, b)
+        elif not raw_hazard and op in _ALU_UFUNC:
+            # Reductions into one destination (e.g. max pooling): apply in order.
+            b = np.broadcast_to(np.int32(insn.imm), (dst.size,) + acc.shape[1:]) \
+                if insn.use_imm else acc[src]
+            _ALU_UFUNC[op].at(acc, dst, b)
+        else:
+            # Order-dependent (rare in compiled code): sequential over iterations, vector per lane.
+            for d, s in zip(dst.tolist(), src.tolist()):
+                b = np.int32(insn.imm) if insn.use_imm else acc[s]
+                acc[d] = alu_apply(op, acc[d], b)
+        touched = np.unique(dst)
+        self.out[touched] = acc[touched].astype(np.int8)
+
+
+_ALU_UFUNC = {AluOp.MIN: np.minimum, AluOp.MAX: np.maximum, AluOp.ADD: np.add,
+              AluOp.MUL: np.multiply}
+
+
+def alu_apply(op: AluOp, a: np.ndarray, b) -> np.ndarray:
+    """One ALU operation on int32 lanes, with the hardware's wrap-around semantics.
+
+    SHR takes the low 6 bits of the operand as a signed amount in [-32, 31]: a non-negative
+    amount is an arithmetic right shift, a negative one a left shift by its magnitude.
+    """
+    a = np.asarray(a, np.int32)
+    b = np.asarray(b, np.int32)
+    if op is AluOp.MIN:
+        return np.minimum(a, b)
+    if op is AluOp.MAX:
+        return np.maximum(a, b)
+    if op is AluOp.ADD:
+        return (a.astype(np.int64) + b).astype(np.int32)
+    if op is AluOp.MUL:
+        return (a.astype(np.int64) * b).astype(np.int32)
+    if op is AluOp.SHR:
+        amount = ((b.astype(np.int64) & 63) ^ 32) - 32
+        right = a.astype(np.int64) >> np.clip(amount, 0, 31)
+        left = a.astype(np.int64) << np.clip(-amount, 0, 32)
+        return np.where(amount >= 0, right, left).astype(np.int32)
+    raise SimError(f"unknown ALU opcode {op!r}")
+
+
+def run_program(cfg, program, dram: Dram) -> Counters:
+    """Run ``program`` (bytes or instructions) on ``dram`` with the functional simulator."""
+    return FunctionalSimulator(cfg, dram).run(program)
