@@ -1,0 +1,1 @@
+"""The CPU fallback: ONNX operators in numpy and compiled through LLVM."""
