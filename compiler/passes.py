@@ -1,0 +1,138 @@
+"""Graph passes. Each pass is ``fn(graph) -> graph`` with a one-line docstring.
+
+``IMPORT_PASSES`` lists, in order, what ``import_model`` runs after its folding walk;
+``run_passes`` applies a list and verifies the graph after each pass (so a broken pass is
+caught where it happens, not three passes later).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node, Value
+
+__all__ = ["fold_constants", "infer_shapes", "fold_batchnorm", "eliminate_dead_code",
+           "IMPORT_PASSES", "run_passes"]
+
+
+def fold_constants(graph: Graph) -> Graph:
+    """Replace nodes whose inputs are all constants by their results."""
+    from .frontend import evaluate_node
+    consts = dict(graph.initializers)
+    keep = []
+    outputs = {v.name for v in graph.outputs}
+    for n in graph.nodes:
+        ins = [i for i in n.inputs if i]
+        if ins and all(i in consts for i in ins) and not n.domain \
+                and not any(o in outputs for o in n.outputs):
+            for name, arr in zip([o for o in n.outputs if o],
+                                 evaluate_node(n, {i: consts[i] for i in ins})):
+                consts[name] = arr
+                graph.values[name] = Value(name, arr.shape, arr.dtype)
+        else:
+            keep.append(n)
+    graph.nodes = keep
+    graph.initializers = consts
+    return eliminate_dead_code(graph)
+
+
+def infer_shapes(graph: Graph) -> Graph:
+    """Recompute every node output's static type from the inputs (after a rewrite)."""
+    from .frontend import infer_node_shapes
+    for n in graph.nodes:
+        if n.domain:
+            continue  # pyvta operators carry their output types already
+        for v in infer_node_shapes(n, graph.values, graph.initializers):
+            graph.values[v.name] = v
+    return graph
+
+
+def _affine(graph: Graph, bn: Node, scale, shift) -> list:
+    """``x * scale + shift`` per channel (axis 1), as Mul and Add nodes."""
+    x = bn.inputs[0]
+    rank = len(graph.values[x].shape)
+    bshape = (scale.size,) + (1,) * (rank - 2)
+    s_name, b_name, mid = f"{bn.name}/scale", f"{bn.name}/shift", f"{bn.name}/scaled"
+    dtype = graph.values[x].dtype
+    graph.initializers[s_name] = scale.reshape(bshape).astype(dtype)
+    graph.initializers[b_name] = shift.reshape(bshape).astype(dtype)
+    graph.values[s_name] = Value(s_name, bshape, dtype)
+    graph.values[b_name] = Value(b_name, bshape, dtype)
+    graph.values[mid] = Value(mid, graph.values[x].shape, dtype)
+    return [Node("Mul", f"{bn.name}/mul", [x, s_name], [mid]),
+            Node("Add", f"{bn.name}/add", [mid, b_name], list(bn.outputs))]
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Fold inference BatchNormalization into the preceding Conv, else into a Mul+Add affine."""
+    producer = graph.producer()
+    consumers = graph.consumers()
+    out_names = {v.name for v in graph.outputs}
+    replaced: dict = {}       # id(node) -> replacement list
+    for bn in graph.nodes:
+        if bn.op != "BatchNormalization" or bn.domain:
+            continue
+        params = [graph.initializers.get(i) for i in bn.inputs[1:5]]
+        if any(p is None for p in params):
+            continue  # statistics computed at run time: leave it to the CPU
+        gamma, beta, mean, var = (p.astype(np.float64) for p in params)
+        scale = gamma / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+        shift = beta - mean * scale
+        x = bn.inputs[0]
+        conv = producer.get(x)
+        if (conv is not None and conv.op == "Conv" and len(consumers.get(x, [])) == 1
+                and x not in out_names and conv.inputs[1] in graph.initializers
+                and (len(conv.inputs) < 3 or not conv.inputs[2]
+                     or conv.inputs[2] in graph.initializers)
+                and len(consumers.get(conv.inputs[1], [])) == 1):
+            w = graph.initializers[conv.inputs[1]]
+            b = (graph.initializers[conv.inputs[2]].astype(np.float64)
+                 if len(conv.inputs) > 2 and conv.inputs[2] else np.zeros(w.shape[0]))
+            w_name, b_name = f"{conv.name}/w_bn", f"{conv.name}/b_bn"
+            graph.initializers[w_name] = (w.astype(np.float64) * scale.reshape(
+                (-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+            graph.initializers[b_name] = (b * scale + shift).astype(w.dtype)
+            graph.values[w_name] = Value(w_name, w.shape, w.dtype)
+            graph.values[b_name] = Value(b_name, (w.shape[0],), w.dtype)
+            conv.inputs = [conv.inputs[0], w_name, b_name]
+            conv.outputs = list(bn.outputs)
+            replaced[id(bn)] = []
+        else:
+            replaced[id(bn)] = _affine(graph, bn, scale, shift)
+    if replaced:
+        nodes = []
+        for n in graph.nodes:
+            nodes.extend(replaced.get(id(n), [n]))
+        graph.nodes = nodes
+    return eliminate_dead_code(graph)
+
+
+def eliminate_dead_code(graph: Graph) -> Graph:
+    """Drop nodes, initializers and value types nothing (transitively) reads."""
+    live = {v.name for v in graph.outputs}
+    keep = []
+    for n in reversed(graph.nodes):
+        if any(o in live for o in n.outputs if o):
+            keep.append(n)
+            live.update(i for i in n.inputs if i)
+    graph.nodes = keep[::-1]
+    graph.initializers = {k: v for k, v in graph.initializers.items() if k in live}
+    produced = {o for n in graph.nodes for o in n.outputs if o}
+    names = produced | set(graph.initializers) | {v.name for v in graph.inputs}
+    graph.values = {k: v for k, v in graph.values.items() if k in names}
+    return graph
+
+
+#: What ``import_model`` runs after its folding / shape-inference walk, in order.
+IMPORT_PASSES = [fold_batchnorm, eliminate_dead_code]
+
+
+def run_passes(graph: Graph, passes, verify: bool = True) -> Graph:
+    """Apply ``passes`` in order, verifying the graph after each one."""
+    if verify:
+        graph.verify()
+    for p in passes:
+        graph = p(graph)
+        if verify:
+            graph.verify()
+    return graph
