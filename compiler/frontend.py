@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .ir import Graph, IrError, Node, Value
+from .ir import Graph, Node, Value
 from .onnx_ops import CANONICAL_OPSET, ONNX_OPS, UnsupportedError, supported_ops
 
 __all__ = ["import_model", "export_model", "FrontendError", "UnsupportedError",
            "evaluate_node", "infer_node_shapes", "parse_input_shapes", "MIN_OPSET", "MAX_OPSET"]
 
-MIN_OPSET, MAX_OPSET = 11, 21
+MIN_OPSET, MAX_OPSET = 7, 21  # 11..21 is what real exports use; 7..10 best effort
 
 
 class FrontendError(ValueError):
@@ -77,6 +77,7 @@ def _load(model):
                                 f"corrupted?): {exc}") from None
     if not isinstance(model, onnx.ModelProto):
         raise FrontendError(f"expected an onnx.ModelProto or a path, not {type(model).__name__}")
+    _opset(model)  # an unsupported opset is the more useful message: check it first
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
@@ -376,7 +377,11 @@ def import_model(model, input_shapes: dict | None = None, *, run_passes: bool = 
             raise UnsupportedError(f"node {ctx.node_name!r}: operator {proto.op_type!r} is not "
                                    f"supported; supported operators are "
                                    f"{', '.join(supported_ops())}")
-        for node in _call(fn, ctx, list(proto.input), _attributes(onnx, proto)):
+        emitted = _call(fn, ctx, list(proto.input), _attributes(onnx, proto))
+        for k, node in enumerate(emitted):
+            if k < len(emitted) - 1:
+                # Node names stay unique; the prefix keeps the ONNX node traceable.
+                node.name = f"{ctx.node_name}/{k}_{node.op}"
             if not _fold_or_infer(ctx, node):
                 nodes.append(node)
     outputs = []
