@@ -1,0 +1,1 @@
+"""LLVM-compiled CPU kernels: render (renderer.py) -> compile (compiler.py) -> call (program.py)."""

@@ -1,0 +1,75 @@
+"""Call a compiled kernel on numpy buffers: the last step of the CPU fallback.
+
+A :class:`Program` holds one kernel's function pointer (through ctypes) and splits the kernel's
+parallel range across a small thread pool; ctypes releases the GIL for the duration of each
+call, so the threads really run in parallel. ``PYVTA_THREADS`` sets the thread count (default:
+the number of CPUs this process may use).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .compiler import get_compiler
+from .renderer import Kernel
+
+__all__ = ["Program", "num_threads"]
+
+# Below this much work (elements touched) a kernel runs on the calling thread only:
+# waking a pool thread costs more than it saves.
+_PARALLEL_MIN_WORK = 1 << 15
+
+_POOL = None
+
+
+def num_threads() -> int:
+    """Threads a kernel may use (``PYVTA_THREADS``, default the CPUs available)."""
+    env = os.environ.get("PYVTA_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:     # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, num_threads() - 1),
+                                   thread_name_prefix="pyvta-cpu")
+    return _POOL
+
+
+class Program:
+    """A compiled :class:`~.renderer.Kernel`, callable on numpy arrays."""
+
+    def __init__(self, kernel: Kernel, compiler=None):
+        self.kernel = kernel
+        compiler = compiler or get_compiler()
+        addr = compiler.load(kernel.ir, kernel.symbol)
+        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * kernel.n_ptrs),
+                                 ctypes.c_int64, ctypes.c_int64)
+        self._fn = proto(addr)
+        self.threads = num_threads()
+
+    def __call__(self, *arrays: np.ndarray) -> None:
+        k = self.kernel
+        if len(arrays) != k.n_ptrs:
+            raise ValueError(f"kernel takes {k.n_ptrs} buffers, not {len(arrays)}")
+        ptrs = [a.ctypes.data for a in arrays]
+        extent = k.extent
+        nt = min(self.threads, extent)
+        if nt <= 1 or extent * k.work_per_item < _PARALLEL_MIN_WORK:
+            self._fn(*ptrs, 0, extent)
+            return
+        bounds = [extent * t // nt for t in range(nt + 1)]
+        futures = [_pool().submit(self._fn, *ptrs, bounds[t], bounds[t + 1])
+                   for t in range(1, nt)]
+        self._fn(*ptrs, bounds[0], bounds[1])
+        for f in futures:
+            f.result()

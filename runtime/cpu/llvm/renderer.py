@@ -1,0 +1,404 @@
+"""Render LLVM IR for one operator at one shape: the first step of the CPU fallback.
+
+Every kernel is a function ``void k_<hash>(ptr noalias a0, ..., i64 lo, i64 hi)`` whose outermost
+loop runs over ``[lo, hi)``, so :mod:`.program` can split that range across threads (ctypes
+releases the GIL during the call). Shapes, strides and attributes are baked into the IR as
+constants: LLVM then sees plain counted loops with unit-stride inner bodies and vectorises them
+at -O3 for the host CPU. Transcendental functions are inlined polynomial approximations
+(:class:`MathLib`) so that they vectorise too.
+
+This module only builds IR text (with ``llvmlite.ir``); it never compiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import llvmlite.ir as ir
+
+__all__ = ["Kernel", "KernelBuilder", "MathLib", "collapse", "render_elementwise",
+           "render_rows", "F32", "I64", "LLVM_TYPES"]
+
+F32 = ir.FloatType()
+F64 = ir.DoubleType()
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+
+#: numpy dtype -> (LLVM type, is signed integer, is float)
+LLVM_TYPES = {
+    np.dtype(np.float32): (F32, False, True),
+    np.dtype(np.float64): (F64, False, True),
+    np.dtype(np.int8): (I8, True, False),
+    np.dtype(np.uint8): (I8, False, False),
+    np.dtype(np.int32): (I32, True, False),
+    np.dtype(np.int64): (I64, True, False),
+}
+
+#: Flags that let LLVM reassociate and contract (FMA) float arithmetic in reductions.
+FAST = ("reassoc", "contract", "nsz", "arcp")
+
+
+@dataclass
+class Kernel:
+    """A rendered kernel: IR text, its symbol, pointer-argument count and parallel extent."""
+    ir: str
+    symbol: str
+    n_ptrs: int
+    extent: int
+    #: rough work per unit of the parallel range (elements touched), to decide on threading
+    work_per_item: int = 1
+
+
+def i64(v) -> ir.Constant:
+    return ir.Constant(I64, int(v))
+
+
+def f32(v) -> ir.Constant:
+    return ir.Constant(F32, float(v))
+
+
+class KernelBuilder:
+    """A kernel function under construction, with loop and memory helpers."""
+
+    def __init__(self, n_ptrs: int):
+        self.module = ir.Module()
+        fty = ir.FunctionType(VOID, [PTR] * n_ptrs + [I64, I64])
+        self.fn = ir.Function(self.module, fty, "kern")
+        self.ptrs = list(self.fn.args[:n_ptrs])
+        for p in self.ptrs:
+            p.add_attribute("noalias")
+        self.lo, self.hi = self.fn.args[n_ptrs:]
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.n_ptrs = n_ptrs
+        self._blocks = 0
+
+    def intrinsic(self, name: str, ret, args) -> ir.Function:
+        """Declare (once) an LLVM intrinsic such as ``llvm.fma.f32``."""
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+        return fn
+
+    def call(self, name: str, *args, ty=F32):
+        return self.b.call(self.intrinsic(name, ty, [a.type for a in args]), list(args))
+
+    @contextmanager
+    def loop(self, lo, hi, step=1):
+        """``for i in range(lo, hi, step)`` (step > 0); yields the i64 induction variable."""
+        b = self.b
+        lo = i64(lo) if isinstance(lo, int) else lo
+        hi = i64(hi) if isinstance(hi, int) else hi
+        self._blocks += 1
+        n = self._blocks
+        pre = b.block
+        head = self.fn.append_basic_block(f"h{n}")
+        body = self.fn.append_basic_block(f"b{n}")
+        end = self.fn.append_basic_block(f"e{n}")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, f"i{n}")
+        i.add_incoming(lo, pre)
+        b.cbranch(b.icmp_signed("<", i, hi), body, end)
+        b.position_at_end(body)
+        yield i
+        nxt = b.add(i, i64(step), flags=["nsw"])
+        i.add_incoming(nxt, b.block)
+        b.branch(head)
+        b.position_at_end(end)
+
+    @contextmanager
+    def if_(self, cond):
+        """Emit the body only when ``cond`` (an i1) holds."""
+        b = self.b
+        self._blocks += 1
+        then = self.fn.append_basic_block(f"t{self._blocks}")
+        end = self.fn.append_basic_block(f"f{self._blocks}")
+        b.cbranch(cond, then, end)
+        b.position_at_end(then)
+        yield
+        b.branch(end)
+        b.position_at_end(end)
+
+    def gep(self, ptr, idx, ty=F32):
+        return self.b.gep(ptr, [idx], inbounds=True, source_etype=ty)
+
+    def load(self, ptr, idx, ty=F32, align=None):
+        return self.b.load(self.gep(ptr, idx, ty), typ=ty, align=align)
+
+    def store(self, value, ptr, idx):
+        self.b.store(value, self.gep(ptr, idx, value.type))
+
+    def offset(self, terms, base=0):
+        """``base + sum(index * stride)`` as i64, skipping zero strides."""
+        b = self.b
+        acc = i64(base)
+        for idx, stride in terms:
+            if stride == 0:
+                continue
+            t = idx if stride == 1 else b.mul(idx, i64(stride), flags=["nsw"])
+            acc = t if (isinstance(acc, ir.Constant) and acc.constant == 0) else \
+                b.add(acc, t, flags=["nsw"])
+        return acc
+
+    def alloca(self, ty, count=1):
+        """A stack slot (placed in the entry block so LLVM promotes it to registers)."""
+        with self.b.goto_entry_block():
+            return self.b.alloca(ty, size=count)
+
+    def finish(self, extent: int, work_per_item: int = 1) -> Kernel:
+        self.b.ret_void()
+        text = str(self.module)
+        symbol = "k_" + hashlib.sha256(text.encode()).hexdigest()[:20]
+        text = text.replace('@"kern"', f'@"{symbol}"')
+        return Kernel(text, symbol, self.n_ptrs, int(extent), int(work_per_item))
+
+
+class MathLib:
+    """Scalar float32 math written so that LLVM vectorises it (no libm calls)."""
+
+    def __init__(self, kb: KernelBuilder):
+        self.kb = kb
+        self.b = kb.b
+
+    def fma(self, a, x, c):
+        return self.kb.call("llvm.fma.f32", a, x, c)
+
+    def poly(self, x, coeffs):
+        """Horner evaluation, highest-order coefficient first."""
+        acc = f32(coeffs[0])
+        for c in coeffs[1:]:
+            acc = self.fma(acc, x, f32(c))
+        return acc
+
+    def select_lt(self, a, b_, then, other):
+        return self.b.select(self.b.fcmp_ordered("<", a, b_), then, other)
+
+    def min(self, a, b_):
+        return self.kb.call("llvm.minnum.f32", a, b_)
+
+    def max(self, a, b_):
+        return self.kb.call("llvm.maxnum.f32", a, b_)
+
+    def abs(self, x):
+        return self.kb.call("llvm.fabs.f32", x)
+
+    def exp(self, x):
+        """e**x to about 2 ulp (Cephes-style range reduction and a degree-6 polynomial)."""
+        b = self.b
+        xc = self.min(self.max(x, f32(-87.33654)), f32(88.37626))
+        n = self.kb.call("llvm.rint.f32", b.fmul(xc, f32(1.44269504088896341)))
+        r = self.fma(n, f32(-0.693359375), xc)
+        r = self.fma(n, f32(2.12194440e-4), r)
+        z = b.fmul(r, r)
+        p = self.poly(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                          1.6666665459e-1, 5.0000001201e-1])
+        p = b.fadd(self.fma(p, z, r), f32(1.0))
+        ni = b.fptosi(n, I32)
+        scale = b.bitcast(b.shl(b.add(ni, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
+        y = b.fmul(p, scale)
+        # Overflow gives +inf and NaN stays NaN, as expf does.
+        y = b.select(b.fcmp_ordered(">", x, f32(88.72283)), f32(float("inf")), y)
+        y = b.select(b.fcmp_ordered("<", x, f32(-87.33654)), f32(0.0), y)  # denormals flush to 0
+        return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+    def sigmoid(self, x):
+        b = self.b
+        return b.fdiv(f32(1.0), b.fadd(f32(1.0), self.exp(b.fsub(f32(0.0), x))))
+
+    def tanh(self, x):
+        """tanh: an odd polynomial near 0 (no cancellation), 1 - 2/(e^2x + 1) elsewhere."""
+        b = self.b
+        ax = self.abs(x)
+        z = b.fmul(x, x)
+        small = self.poly(z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                              1.33314422036e-1, -3.33332819422e-1])
+        small = self.fma(b.fmul(small, z), x, x)
+        e = self.exp(b.fmul(self.min(ax, f32(44.0)), f32(2.0)))
+        big = b.fsub(f32(1.0), b.fdiv(f32(2.0), b.fadd(e, f32(1.0))))
+        big = self.kb.call("llvm.copysign.f32", big, x)
+        y = b.select(b.fcmp_ordered("<", ax, f32(0.625)), small, big)
+        return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+    def erf(self, x):
+        """erf: its Taylor series for |x| < 1, Numerical Recipes' erfc fit beyond."""
+        b = self.b
+        ax = self.abs(x)
+        z = b.fmul(x, x)
+        # sum_n (-1)^n x^(2n+1) / (n! (2n+1)) * 2/sqrt(pi), as a polynomial in z
+        coeffs = []
+        fact = 1.0
+        for n in range(12):
+            if n:
+                fact *= n
+            coeffs.append((-1) ** n / (fact * (2 * n + 1)) * 1.1283791670955126)
+        small = b.fmul(self.poly(z, coeffs[::-1]), x)
+        t = b.fdiv(f32(1.0), self.fma(f32(0.5), ax, f32(1.0)))
+        q = self.poly(t, [0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
+                          -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223])
+        arg = b.fsub(q, b.fmul(ax, ax))
+        erfc = b.fmul(t, self.exp(arg))
+        big = self.kb.call("llvm.copysign.f32", b.fsub(f32(1.0), erfc), x)
+        return b.select(b.fcmp_ordered("<", ax, f32(1.0)), small, big)
+
+
+def collapse(shape, strides_list):
+    """Merge dimensions that are contiguous in every array and drop size-1 dimensions.
+
+    ``strides_list`` holds one stride tuple (in elements) per array. Returns the new shape and
+    strides; a scalar becomes shape ``(1,)``.
+    """
+    dims = [(n, [s[i] for s in strides_list]) for i, n in enumerate(shape) if n != 1]
+    if not dims:
+        return (1,), [(0,) for _ in strides_list]
+    merged = [dims[0]]
+    for n, st in dims[1:]:
+        pn, pst = merged[-1]
+        if all(ps == s * n for ps, s in zip(pst, st)):
+            merged[-1] = (pn * n, st)
+        else:
+            merged.append((n, st))
+    shape = tuple(n for n, _ in merged)
+    strides = [tuple(st[k] for _, st in merged) for k in range(len(strides_list))]
+    return shape, strides
+
+
+def _convert(b, value, src: np.dtype, dst: np.dtype):
+    """Convert a loaded scalar between numpy dtypes (float <-> int, widening, narrowing)."""
+    if src == dst:
+        return value
+    sty, ssigned, sfloat = LLVM_TYPES[np.dtype(src)]
+    dty, dsigned, dfloat = LLVM_TYPES[np.dtype(dst)]
+    if sfloat and dfloat:
+        return b.fpext(value, dty) if dty == F64 else b.fptrunc(value, dty)
+    if sfloat:
+        return b.fptosi(value, dty) if dsigned else b.fptoui(value, dty)
+    if dfloat:
+        return b.sitofp(value, dty) if ssigned else b.uitofp(value, dty)
+    if sty.width < dty.width:
+        return b.sext(value, dty) if ssigned else b.zext(value, dty)
+    if sty.width > dty.width:
+        return b.trunc(value, dty)
+    return value
+
+
+def render_elementwise(out_shape, out_strides, out_dtype, inputs, expr, out_offset=0,
+                       compute_dtype=np.float32) -> Kernel:
+    """A loop nest over ``out_shape`` computing ``out = expr(kb, math, *loaded_inputs)``.
+
+    Parameters
+    ----------
+    out_shape, out_strides, out_dtype, out_offset :
+        The output view (strides and offset in elements; arbitrary, so the same kernel writes
+        slices, transposes and concatenation parts).
+    inputs : list of (strides, offset, dtype)
+        Input views over ``out_shape`` (broadcast dimensions have stride 0).
+    expr : callable or None
+        ``expr(kb, math, *values) -> value`` on ``compute_dtype`` scalars; ``None`` copies the
+        single input, converting its dtype to ``out_dtype``.
+    """
+    out_dtype = np.dtype(out_dtype)
+    strides_all = [tuple(out_strides)] + [tuple(s) for s, _, _ in inputs]
+    shape, strides = collapse(tuple(out_shape), strides_all)
+    kb = KernelBuilder(1 + len(inputs))
+    math = MathLib(kb)
+    b = kb.b
+    rank = len(shape)
+
+    def body(idx):
+        vals = []
+        for k, (_, off, dt) in enumerate(inputs):
+            dt = np.dtype(dt)
+            pos = kb.offset(zip(idx, strides[k + 1]), off)
+            v = kb.load(kb.ptrs[k + 1], pos, LLVM_TYPES[dt][0])
+            vals.append(v if expr is None else _convert(b, v, dt, compute_dtype))
+        if expr is None:
+            res = _convert(b, vals[0], np.dtype(inputs[0][2]), out_dtype)
+        else:
+            res = _convert(b, expr(kb, math, *vals), np.dtype(compute_dtype), out_dtype)
+        kb.store(res, kb.ptrs[0], kb.offset(zip(idx, strides[0]), out_offset))
+
+    def nest(d, idx):
+        if d == rank:
+            body(idx)
+            return
+        lo, hi = (kb.lo, kb.hi) if d == 0 else (0, shape[d])
+        with kb.loop(lo, hi) as i:
+            nest(d + 1, idx + [i])
+
+    nest(0, [])
+    inner = int(np.prod(shape[1:], dtype=np.int64)) if rank > 1 else 1
+    return kb.finish(shape[0], inner)
+
+
+def render_rows(kind: str, rows: int, length: int, eps: float = 0.0) -> Kernel:
+    """Row-wise kernels over a contiguous ``(rows, length)`` view, parallel over rows.
+
+    ``kind``: ``softmax``/``logsoftmax`` (out, x), ``mean``/``sum``/``max`` (out (rows,), x),
+    ``layernorm`` (out, x, scale (length,), bias (length,)).
+    """
+    n_ptrs = {"softmax": 2, "logsoftmax": 2, "mean": 2, "sum": 2, "max": 2, "layernorm": 4}[kind]
+    kb = KernelBuilder(n_ptrs)
+    math = MathLib(kb)
+    b = kb.b
+    out, x = kb.ptrs[0], kb.ptrs[1]
+    acc = kb.alloca(F32)
+    acc2 = kb.alloca(F32)
+    with kb.loop(kb.lo, kb.hi) as r:
+        base = b.mul(r, i64(length), flags=["nsw"])
+
+        def reduce(init, step):
+            b.store(f32(init), acc)
+            with kb.loop(0, length) as j:
+                v = kb.load(x, b.add(base, j))
+                b.store(step(b.load(acc), v, j), acc)
+            return b.load(acc)
+
+        fadd = lambda a, v: b.fadd(a, v, flags=FAST)  # noqa: E731
+        if kind in ("mean", "sum", "max"):
+            if kind == "max":
+                res = reduce(float("-inf"), lambda a, v, j: kb.b.call(
+                    kb.intrinsic("llvm.maxnum.f32", F32, [F32, F32]), [a, v], fastmath=FAST))
+            else:
+                res = reduce(0.0, lambda a, v, j: fadd(a, v))
+                if kind == "mean":
+                    res = b.fmul(res, f32(1.0 / length))
+            kb.store(res, out, r)
+        elif kind in ("softmax", "logsoftmax"):
+            m = reduce(float("-inf"), lambda a, v, j: kb.b.call(
+                kb.intrinsic("llvm.maxnum.f32", F32, [F32, F32]), [a, v], fastmath=FAST))
+            b.store(f32(0.0), acc2)
+            with kb.loop(0, length) as j:
+                pos = b.add(base, j)
+                e = math.exp(b.fsub(kb.load(x, pos), m))
+                if kind == "softmax":
+                    kb.store(e, out, pos)
+                b.store(fadd(b.load(acc2), e), acc2)
+            s = b.load(acc2)
+            if kind == "softmax":
+                inv = b.fdiv(f32(1.0), s)
+                with kb.loop(0, length) as j:
+                    pos = b.add(base, j)
+                    kb.store(b.fmul(kb.load(out, pos), inv), out, pos)
+            else:
+                lse = b.fadd(m, kb.call("llvm.log.f32", s))
+                with kb.loop(0, length) as j:
+                    pos = b.add(base, j)
+                    kb.store(b.fsub(kb.load(x, pos), lse), out, pos)
+        else:   # layernorm
+            mean = b.fmul(reduce(0.0, lambda a, v, j: fadd(a, v)), f32(1.0 / length))
+            var = reduce(0.0, lambda a, v, j: fadd(a, b.fmul(b.fsub(v, mean), b.fsub(v, mean))))
+            var = b.fmul(var, f32(1.0 / length))
+            inv = b.fdiv(f32(1.0), kb.call("llvm.sqrt.f32", b.fadd(var, f32(eps))))
+            with kb.loop(0, length) as j:
+                pos = b.add(base, j)
+                y = b.fmul(b.fsub(kb.load(x, pos), mean), inv)
+                y = math.fma(y, kb.load(kb.ptrs[2], j), kb.load(kb.ptrs[3], j))
+                kb.store(y, out, pos)
+    return kb.finish(rows, length)
