@@ -1,0 +1,637 @@
+"""Reusable reference programs: a tiled, double-buffered GEMM and small conformance kernels.
+
+The programs are built with :class:`~pyvta.compiler.builder.ProgramBuilder` and come with exact
+numpy references, so every target (functional simulator, RTL simulator, board) can run them and
+be checked against the same answer.
+
+The tiled GEMM (:func:`gemm_program`) computes ``out = clip((A @ W.T + bias) >> shift)`` as int8
+for any preset and any ``M, K, N``:
+
+* Operands are stored in DRAM in VTA's tiled layouts (:func:`pack_inp`, :func:`pack_wgt`);
+  dimensions that are not multiples of the block sizes are zero-padded.
+* The work is split into output tiles of ``mt x nt`` accumulator elements, each reduced over
+  chunks of ``kc`` input blocks; one GEMM instruction covers a whole (tile, chunk) "step", so the
+  micro-op loop runs ``mt * nt * kc`` iterations per instruction.
+* With ``threads=2`` (VTA's two virtual threads) the INP/WGT buffers are split in two slots used
+  by alternate steps, and the ACC buffer in two slots used by alternate output tiles. Dependency
+  tokens let the load module fill one slot while the compute module works on the other, and let
+  the compute module start the next tile while the store module drains the previous one.
+* Inside each GEMM the innermost micro-ops walk different accumulator elements (output columns,
+  and rows when there are fewer than three columns), so a micro-op's destination differs from the
+  previous two whenever the tile has at least three elements (VTA's pipeline rule).
+* Tile sizes are chosen by a small event model of the three modules (load, compute, store) that
+  counts DMA bytes on the configured AXI width; pass ``tile=(mt, nt, kc)`` to force them.
+
+Compute passes per output tile: one reset (GEMM ``reset_reg``) plus one ALU pass per requested
+operation (ADD bias, SHR, MIN, MAX); each pass visits every accumulator element of the tile once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..compiler.builder import ProgramBuilder
+from ..hw.config import HwConfig, load_config
+from ..hw.isa import LOOP_ITER_WIDTH, AluOp, MemInsn, MemType, Opcode, Uop, encode_uops
+from .dram import Dram
+
+__all__ = ["ProgramError", "GemmTiling", "GemmProgram", "gemm_program", "numpy_reference",
+           "pack_inp", "pack_wgt", "pack_acc_rows", "unpack_out", "alu_program",
+           "alu_reference", "padded_load_program", "padded_load_reference"]
+
+
+class ProgramError(ValueError):
+    """The arguments of a reference program are invalid (shape, dtype, range, tile size)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Tiled layouts
+# ------------------------------------------------------------------------------------------------
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_matrix(name: str, x, dtype=np.int8) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ProgramError(f"{name} must be a 2-D matrix, not an array of shape {x.shape}")
+    if x.dtype != dtype:
+        raise ProgramError(f"{name} must have dtype {np.dtype(dtype).name}, not {x.dtype.name}")
+    if 0 in x.shape:
+        raise ProgramError(f"{name} must not be empty, not of shape {x.shape}")
+    return x
+
+
+def pack_inp(cfg: HwConfig, a: np.ndarray) -> np.ndarray:
+    """(M, K) int8 -> INP elements ``(ceil(M/BATCH), ceil(K/BLOCK_IN), BATCH, BLOCK_IN)``.
+
+    Element ``(mb, kb)`` holds rows ``mb*BATCH ..`` and columns ``kb*BLOCK_IN ..``; the padding
+    is zero.
+    """
+    m, k = a.shape
+    mb, kb = _ceil_div(m, cfg.batch), _ceil_div(k, cfg.block_in)
+    padded = np.zeros((mb * cfg.batch, kb * cfg.block_in), np.int8)
+    padded[:m, :k] = a
+    return padded.reshape(mb, cfg.batch, kb, cfg.block_in).transpose(0, 2, 1, 3).copy()
+
+
+def pack_wgt(cfg: HwConfig, w: np.ndarray) -> np.ndarray:
+    """(N, K) int8 -> WGT elements ``(ceil(N/BLOCK_OUT), ceil(K/BLOCK_IN), BLOCK_OUT, BLOCK_IN)``."""
+    n, k = w.shape
+    nb, kb = _ceil_div(n, cfg.block_out), _ceil_div(k, cfg.block_in)
+    padded = np.zeros((nb * cfg.block_out, kb * cfg.block_in), np.int8)
+    padded[:n, :k] = w
+    return padded.reshape(nb, cfg.block_out, kb, cfg.block_in).transpose(0, 2, 1, 3).copy()
+
+
+def pack_acc_rows(cfg: HwConfig, v: np.ndarray) -> np.ndarray:
+    """(N,) int32 -> ACC elements ``(ceil(N/BLOCK_OUT), BATCH, BLOCK_OUT)``, each row a copy."""
+    n = v.shape[0]
+    nb = _ceil_div(n, cfg.block_out)
+    padded = np.zeros(nb * cfg.block_out, np.int32)
+    padded[:n] = v
+    return np.broadcast_to(padded.reshape(nb, 1, cfg.block_out),
+                           (nb, cfg.batch, cfg.block_out)).copy()
+
+
+def unpack_out(cfg: HwConfig, tiles: np.ndarray, m: int, n: int) -> np.ndarray:
+    """OUT elements ``(MB, NB, BATCH, BLOCK_OUT)`` (or flat) -> the (m, n) int8 matrix."""
+    mb, nb = _ceil_div(m, cfg.batch), _ceil_div(n, cfg.block_out)
+    t = np.asarray(tiles).reshape(mb, nb, cfg.batch, cfg.block_out)
+    return t.transpose(0, 2, 1, 3).reshape(mb * cfg.batch, nb * cfg.block_out)[:m, :n].copy()
+
+
+def numpy_reference(a: np.ndarray, w: np.ndarray, bias=None, shift: int = 0,
+                    clip=(-128, 127)) -> np.ndarray:
+    """The exact answer of :func:`gemm_program`: int8 ``clip((a @ w.T + bias) >> shift)``.
+
+    Arithmetic is int32 with wrap-around, the shift is arithmetic (floor), and without ``clip``
+    the result is the low byte of the int32 value, as the hardware stores it.
+    """
+    acc = a.astype(np.int64) @ w.astype(np.int64).T
+    acc = acc.astype(np.int32).astype(np.int64)  # wrap-around to int32
+    if bias is not None:
+        acc = (acc + np.asarray(bias, np.int64)[None, :]).astype(np.int32).astype(np.int64)
+    acc >>= shift
+    if clip is not None:
+        acc = np.clip(acc, clip[0], clip[1])
+    return acc.astype(np.int32).astype(np.int8)
+
+
+# ------------------------------------------------------------------------------------------------
+# The tiled GEMM
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GemmTiling:
+    """How :func:`gemm_program` cut the problem, and what its event model expects.
+
+    ``mt``, ``nt``, ``kc`` are in elements (BATCH rows, BLOCK_OUT columns, BLOCK_IN columns).
+    ``order`` is ``"nm"`` (output-column tiles outer, weights stay loaded across row tiles) or
+    ``"mn"`` (row tiles outer). ``est_cycles`` is the model's whole-program estimate and
+    ``ideal_cycles`` the GEMM work at one micro-op per cycle.
+    """
+    mt: int
+    nt: int
+    kc: int
+    order: str
+    threads: int
+    est_cycles: int = 0
+    ideal_cycles: int = 0
+    load_bytes: int = 0
+
+    @property
+    def est_efficiency(self) -> float:
+        return self.ideal_cycles / self.est_cycles if self.est_cycles else 0.0
+
+
+@dataclass
+class GemmProgram:
+    """A built tiled GEMM: the builder (instructions + DRAM) and where the result lands."""
+    builder: ProgramBuilder
+    cfg: HwConfig
+    m: int
+    k: int
+    n: int
+    out_elem: int
+    tiling: GemmTiling
+    #: Physical byte ranges ``(addr, nbytes)`` the program writes (the OUT matrix).
+    written: list = field(default_factory=list)
+
+    @property
+    def dram(self) -> Dram:
+        return self.builder.dram
+
+    @property
+    def insns(self) -> list:
+        return self.builder.insns
+
+    def encode(self) -> bytes:
+        """The instruction stream (16 bytes per instruction)."""
+        return self.builder.encode()
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the padded problem the accelerator performs."""
+        c = self.cfg
+        return (_ceil_div(self.m, c.batch) * _ceil_div(self.n, c.block_out)
+                * _ceil_div(self.k, c.block_in) * c.macs_per_cycle)
+
+    def read_output(self, dram: Dram | bytes | None = None) -> np.ndarray:
+        """The (M, N) int8 result from ``dram`` (default: the builder's image after a run).
+
+        ``dram`` may also be the raw bytes of an image written back by ``pyvta sim run``.
+        """
+        c = self.cfg
+        mb, nb = _ceil_div(self.m, c.batch), _ceil_div(self.n, c.block_out)
+        if dram is None:
+            dram = self.builder.dram
+        elif not isinstance(dram, Dram):
+            dram = Dram(base=self.builder.dram.base, data=dram)
+        raw = dram.read(self.out_elem * c.out_elem_bytes, mb * nb * c.out_elem_bytes)
+        return unpack_out(c, raw.view(np.int8), self.m, self.n)
+
+
+def _balanced(total: int, cap: int) -> list[int]:
+    """Tile sizes ``ceil(total / p)`` that fit ``cap``, largest first (no tiny last tile)."""
+    out = []
+    for p in range(1, total + 1):
+        size = _ceil_div(total, p)
+        if size <= cap and (not out or size != out[-1]):
+            out.append(size)
+        if size == 1:
+            break
+    return out
+
+
+def _ranges(total: int, size: int) -> list[tuple[int, int]]:
+    """Split ``total`` into ``(start, length)`` pieces of at most ``size``, balanced."""
+    parts = _ceil_div(total, size)
+    base, extra = divmod(total, parts)
+    out, start = [], 0
+    for p in range(parts):
+        length = base + (1 if p < extra else 0)
+        out.append((start, length))
+        start += length
+    return out
+
+
+@dataclass
+class _Step:
+    tile: int
+    m: tuple
+    n: tuple
+    k: tuple
+    first: bool
+    last: bool
+    load_inp: bool = False
+    load_wgt: bool = False
+    push_c2l: bool = False
+
+
+def _plan(mb, nb, kb, mt, nt, kc, order, slots):
+    """The step sequence with the INP/WGT reuse decisions and the WAR tokens worked out."""
+    mr, nr, kr = _ranges(mb, mt), _ranges(nb, nt), _ranges(kb, kc)
+    tiles = [(m, n) for n in nr for m in mr] if order == "nm" else \
+        [(m, n) for m in mr for n in nr]
+    steps = []
+    held_inp = [None] * slots
+    held_wgt = [None] * slots
+    for t, (m, n) in enumerate(tiles):
+        for c, k in enumerate(kr):
+            s = len(steps)
+            slot = s % slots
+            st = _Step(t, m, n, k, c == 0, c == len(kr) - 1)
+            st.load_inp = held_inp[slot] != (m, k)
+            st.load_wgt = held_wgt[slot] != (n, k)
+            held_inp[slot], held_wgt[slot] = (m, k), (n, k)
+            if (st.load_inp or st.load_wgt) and s >= slots:
+                steps[s - slots].push_c2l = True  # the slot's last reader frees it
+            steps.append(st)
+    return tiles, steps
+
+
+def _estimate(cfg, steps, ntiles, slots, alu_passes, bias):
+    """Cycles of a step plan on a simple model of the three concurrent modules.
+
+    A DMA instruction costs a fixed latency plus its bytes over the AXI width; a GEMM micro-op
+    iteration and an ALU element pass one cycle each. Returns ``(cycles, load_bytes)``.
+    """
+    lat, axi = 32, cfg.axi_bytes
+    ie, we, ae, oe = cfg.inp_elem_bytes, cfg.wgt_elem_bytes, cfg.acc_elem_bytes, cfg.out_elem_bytes
+    load_end = comp_end = store_end = 0
+    comp_done = []          # per step: when compute finished with it
+    store_done = [0] * ntiles
+    load_bytes = 0
+    for s, st in enumerate(steps):
+        mt, nt, kc = st.m[1], st.n[1], st.k[1]
+        ready = 0
+        if st.load_inp or st.load_wgt:
+            nbytes = (mt * kc * ie if st.load_inp else 0) + (nt * kc * we if st.load_wgt else 0)
+            load_bytes += nbytes
+            start = max(load_end, comp_done[s - slots] if s >= slots else 0)
+            load_end = start + lat * (st.load_inp + st.load_wgt) + nbytes // axi
+            ready = load_end
+        start = max(comp_end, ready)
+        work = mt * nt * kc + 8
+        if st.first:
+            if st.tile >= slots:
+                start = max(start, store_done[st.tile - slots])
+            work += mt * nt + 8 + ((lat + nt * ae // axi + mt * nt + 8) if bias else 0)
+        if st.last:
+            work += alu_passes * (mt * nt + 8)
+        comp_end = start + work
+        comp_done.append(comp_end)
+        if st.last:
+            store_end = max(store_end, comp_end) + lat + mt * nt * oe // axi
+            store_done[st.tile] = store_end
+    return max(comp_end, store_end), load_bytes
+
+
+def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
+    inp_cap, wgt_cap, acc_cap, uop_cap = limits
+    best = None
+    for kc in _balanced(kb, min(inp_cap, wgt_cap)):
+        for nt in _balanced(nb, min(wgt_cap // kc, acc_cap)):
+            room = acc_cap - (nt if bias else 0)
+            mt_cap = min(inp_cap // kc, room // nt) if room >= nt else 0
+            if mt_cap < 1:
+                continue
+            mt = _balanced(mb, mt_cap)[0]
+            if 4 * 3 * nt + 8 > uop_cap:  # the micro-op kernels must fit too
+                continue
+            for order in ("nm", "mn"):
+                tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots)
+                cycles, nbytes = _estimate(cfg, steps, len(tiles), slots, alu_passes, bias)
+                key = (cycles, nbytes)
+                if best is None or key < best[0]:
+                    best = (key, (mt, nt, kc, order))
+    if best is None:
+        raise ProgramError(f"no GEMM tiling fits the buffers of configuration {cfg.fingerprint}")
+    return best[1]
+
+
+def _group(mt: int, nt: int) -> int:
+    """Rows per micro-op group: the smallest divisor ``g`` of ``mt`` with ``g * nt >= 3``."""
+    for g in range(1, mt + 1):
+        if mt % g == 0 and g * nt >= 3:
+            return g
+    return mt
+
+
+def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads: int = 2,
+                 tile=None, dram: Dram | None = None) -> GemmProgram:
+    """Build a tiled int8 GEMM ``clip((a @ w.T + bias) >> shift)`` for configuration ``cfg``.
+
+    Parameters
+    ----------
+    cfg : HwConfig or str
+        Configuration or preset name.
+    a : ndarray, int8, shape (M, K)
+        Input rows.
+    w : ndarray, int8, shape (N, K)
+        Weights, one row per output column.
+    bias : ndarray, int32, shape (N,), optional
+        Added to the accumulator before the shift.
+    shift : int
+        Arithmetic right shift in ``[0, 31]``.
+    clip : (lo, hi) or None
+        Saturation bounds within ``[-128, 127]``; ``None`` stores the low byte unclipped.
+    threads : 1 or 2
+        Virtual threads: 2 double-buffers every on-chip buffer and overlaps load, compute and
+        store with dependency tokens; 1 runs them one after the other.
+    tile : (mt, nt, kc), optional
+        Force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN).
+    dram : Dram, optional
+        The image to place operands in (default: a new one just large enough).
+
+    Returns
+    -------
+    GemmProgram
+        Run ``prog.encode()`` against ``prog.dram`` and read the answer with
+        ``prog.read_output()``; compare with :func:`numpy_reference`.
+    """
+    cfg = load_config(cfg)
+    a = _check_matrix("a", a)
+    w = _check_matrix("w", w)
+    m, k = a.shape
+    n = w.shape[0]
+    if w.shape[1] != k:
+        raise ProgramError(f"w must have K={k} columns like a, not {w.shape[1]}")
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.shape != (n,) or bias.dtype != np.int32:
+            raise ProgramError(f"bias must be an int32 vector of shape ({n},), not "
+                               f"{bias.dtype.name} of shape {bias.shape}")
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) \
+            or not 0 <= shift <= 31:
+        raise ProgramError(f"shift must be an integer in [0, 31], not {shift!r}")
+    if clip is not None:
+        lo, hi = clip
+        if not -128 <= lo <= hi <= 127:
+            raise ProgramError(f"clip must be (lo, hi) with -128 <= lo <= hi <= 127, "
+                               f"not {clip!r}")
+    if threads not in (1, 2):
+        raise ProgramError(f"threads must be 1 or 2, not {threads!r}")
+    slots = threads
+    mb, kb, nb = _ceil_div(m, cfg.batch), _ceil_div(k, cfg.block_in), _ceil_div(n, cfg.block_out)
+    inp_cap, wgt_cap = cfg.inp_depth // slots, cfg.wgt_depth // slots
+    acc_cap = cfg.acc_depth // slots
+    uop_cap = cfg.uop_depth
+    alu_ops = []
+    if bias is not None:
+        alu_ops.append(None)  # the bias ADD is issued right after the reset
+    if shift:
+        alu_ops.append((AluOp.SHR, int(shift)))
+    if clip is not None:
+        alu_ops += [(AluOp.MIN, int(clip[1])), (AluOp.MAX, int(clip[0]))]
+    post_ops = [op for op in alu_ops if op is not None]
+
+    if tile is None:
+        mt, nt, kc, order = _choose_tiling(cfg, mb, nb, kb, slots, len(post_ops),
+                                           bias is not None, (inp_cap, wgt_cap, acc_cap, uop_cap))
+    else:
+        try:
+            mt, nt, kc = (int(v) for v in tile)
+        except (TypeError, ValueError):
+            raise ProgramError(f"tile must be three integers (mt, nt, kc), not {tile!r}") from None
+        order = "nm"
+        for name, v in (("mt", mt), ("nt", nt), ("kc", kc)):
+            if v < 1:
+                raise ProgramError(f"tile {name} must be at least 1, not {v}")
+        mt, nt, kc = min(mt, mb), min(nt, nb), min(kc, kb)
+        if mt * kc > inp_cap:
+            raise ProgramError(f"tile mt*kc={mt * kc} INP elements exceeds the {inp_cap} "
+                               f"available per thread")
+        if nt * kc > wgt_cap:
+            raise ProgramError(f"tile nt*kc={nt * kc} WGT elements exceeds the {wgt_cap} "
+                               f"available per thread")
+        if mt * nt + (nt if bias is not None else 0) > acc_cap:
+            raise ProgramError(f"tile mt*nt={mt * nt} ACC elements (plus bias) exceeds the "
+                               f"{acc_cap} available per thread")
+    if kb > (1 << 16) - 1 or nb > (1 << 16) - 1:
+        raise ProgramError(f"K or N is too large: the DRAM row pitch ({max(kb, nb)} elements) "
+                           f"must fit the 16-bit x_stride field")
+    if _ceil_div(mt, _group(mt, nt)) >= 1 << LOOP_ITER_WIDTH:
+        raise ProgramError(f"tile of {mt} rows exceeds the {LOOP_ITER_WIDTH}-bit loop extent")
+
+    tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots)
+    est, load_bytes = _estimate(cfg, steps, len(tiles), slots, len(post_ops), bias is not None)
+    tiling = GemmTiling(mt, nt, kc, order, threads, est, mb * nb * kb, load_bytes)
+
+    # --- DRAM image ---------------------------------------------------------------------------
+    a_t, w_t = pack_inp(cfg, a), pack_wgt(cfg, w)
+    if dram is None:
+        need = a_t.nbytes + w_t.nbytes + mb * nb * cfg.out_elem_bytes + 4 * cfg.uop_depth
+        if bias is not None:
+            need += nb * cfg.acc_elem_bytes
+        dram = Dram(need + 8 * 4096)
+    b = ProgramBuilder(cfg, dram)
+    a_elem = b.put(MemType.INP, a_t)
+    w_elem = b.put(MemType.WGT, w_t)
+    bias_elem = b.put(MemType.ACC, pack_acc_rows(cfg, bias)) if bias is not None else None
+    out_elem = b.reserve(MemType.OUT, mb * nb)
+
+    # --- micro-op kernels (all loaded once, at the start) -------------------------------------
+    inp_base = [s * inp_cap for s in range(slots)]
+    wgt_base = [s * wgt_cap for s in range(slots)]
+    acc_base = [s * acc_cap for s in range(slots)]
+    bias_base = [acc_base[s] + mt * nt for s in range(slots)]
+    uops: list[Uop] = []
+    kernels: dict = {}
+
+    def kernel(key, make):
+        if key not in kernels:
+            lst = make()
+            kernels[key] = (len(uops), len(uops) + len(lst))
+            uops.extend(lst)
+        return kernels[key]
+
+    def gemm_kernel(ls, as_, g, nt_, kc_):
+        return kernel(("gemm", ls, as_, g, nt_, kc_), lambda: [
+            Uop(acc_base[as_] + r * nt_ + j, inp_base[ls] + r * kc_, wgt_base[ls] + j * kc_)
+            for r in range(g) for j in range(nt_)])
+
+    def reset_kernel(as_):
+        return kernel(("reset", as_), lambda: [Uop(acc_base[as_], 0, 0)])
+
+    def alu_kernel(as_):
+        # Without a bias the source index is unused (immediate operands): keep it in range.
+        src = bias_base[as_] if bias is not None else acc_base[as_]
+        return kernel(("alu", as_), lambda: [Uop(acc_base[as_], src, 0)])
+
+    # --- instructions ---------------------------------------------------------------------------
+    body = ProgramBuilder(cfg, dram)  # collects the instructions; DRAM is shared with ``b``
+    held_bias = [None] * slots
+    for s, st in enumerate(steps):
+        ls, as_ = s % slots, st.tile % slots
+        (m0, mt_), (n0, nt_), (k0, kc_) = st.m, st.n, st.k
+        loads = st.load_inp or st.load_wgt
+        # Load module: wait until the slot's previous reader is done, load, signal compute.
+        pending = []
+        if st.load_inp:
+            pending.append((MemType.INP, inp_base[ls], a_elem + m0 * kb + k0, mt_))
+        if st.load_wgt:
+            pending.append((MemType.WGT, wgt_base[ls], w_elem + n0 * kb + k0, nt_))
+        for i, (mem, sram, dram_elem, rows) in enumerate(pending):
+            body.load(mem, sram, dram_elem, rows, kc_, kb,
+                      pop_next_dep=(i == 0 and s >= slots),
+                      push_next_dep=(i == len(pending) - 1))
+        # Compute module.
+        compute = []  # (kind, kwargs) emitted below with the right token flags
+        if st.first:
+            if bias is not None and held_bias[as_] != st.n:
+                compute.append(("load_bias", dict(sram=bias_base[as_],
+                                                  dram=bias_elem + n0, x=nt_)))
+                held_bias[as_] = st.n
+            compute.append(("gemm", dict(uops=reset_kernel(as_), iter_out=mt_, iter_in=nt_,
+                                         dst=(nt_, 1), reset=True)))
+            if bias is not None:
+                compute.append(("alu", dict(op=AluOp.ADD, uops=alu_kernel(as_), iter_out=mt_,
+                                            iter_in=nt_, dst=(nt_, 1), src=(0, 1))))
+        g = _group(mt_, nt_)
+        outer = mt_ // g
+        compute.append(("gemm", dict(
+            uops=gemm_kernel(ls, as_, g, nt_, kc_), iter_out=outer, iter_in=kc_,
+            dst=(g * nt_ if outer > 1 else 0, 0), src=(g * kc_ if outer > 1 else 0, 1),
+            wgt=(0, 1), main=True)))
+        if st.last:
+            for op, imm in post_ops:
+                compute.append(("alu", dict(op=op, uops=alu_kernel(as_), iter_out=mt_,
+                                            iter_in=nt_, dst=(nt_, 1), imm=imm)))
+        for i, (kind, kw) in enumerate(compute):
+            main = kw.pop("main", False)
+            flags = dict(
+                pop_next_dep=(i == 0 and st.first and st.tile >= slots),  # ACC slot free
+                pop_prev_dep=(main and loads),                            # data loaded
+                push_prev_dep=(main and st.push_c2l),                     # INP/WGT slot free
+                push_next_dep=(st.last and i == len(compute) - 1))        # result ready
+            if kind == "load_bias":
+                body.load(MemType.ACC, kw["sram"], kw["dram"], 1, kw["x"], **flags)
+            elif kind == "gemm":
+                body.gemm(**kw, **flags)
+            else:
+                body.alu(**kw, **flags)
+        # Store module.
+        if st.last:
+            t = st.tile
+            body.store(acc_base[as_], out_elem + m0 * nb + n0, mt_, nt_, nb, pop_prev_dep=True,
+                       push_prev_dep=(t + slots < len(tiles) or t == len(tiles) - 1))
+    body.sync("compute", pop_next_dep=True)  # the last store has drained
+    body.finish()
+
+    if len(uops) > cfg.uop_depth:
+        raise ProgramError(f"the GEMM needs {len(uops)} micro-ops, more than the "
+                           f"{cfg.uop_depth} the UOP buffer holds")
+    blob = np.frombuffer(encode_uops(uops, cfg), np.uint8)
+    uop_elem = b.put(MemType.UOP, blob)
+    b.emit(MemInsn(opcode=Opcode.LOAD, memory_type=MemType.UOP, sram_base=0, dram_base=uop_elem,
+                   y_size=1, x_size=len(uops), x_stride=len(uops)))
+    b.insns.extend(body.insns)
+    written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
+    return GemmProgram(b, cfg, m, k, n, out_elem, tiling, written)
+
+
+# ------------------------------------------------------------------------------------------------
+# Small conformance kernels
+# ------------------------------------------------------------------------------------------------
+
+def alu_reference(x: np.ndarray, ops, y: np.ndarray | None = None) -> np.ndarray:
+    """Exact int8 result of :func:`alu_program` (int32 wrap-around, SHR semantics of fsim)."""
+    from .fsim import alu_apply
+    acc = np.asarray(x, np.int32)
+    for op, operand in ops:
+        acc = alu_apply(AluOp(op), acc, y if operand == "tensor" else np.int32(operand))
+    return acc.astype(np.int8)
+
+
+def alu_program(cfg, x: np.ndarray, ops, y: np.ndarray | None = None):
+    """Load int32 ``x`` (and ``y``) into ACC, apply ALU ``ops`` element-wise, store int8.
+
+    ``x`` and ``y`` have shape ``(rows, BATCH, BLOCK_OUT)`` (whole ACC elements). ``ops`` is a
+    list of ``(AluOp, imm)`` or ``(AluOp, "tensor")``, the latter using ``y`` as the operand.
+    Returns ``(builder, out_elem, rows)``; read the result with
+    ``builder.read(MemType.OUT, out_elem, rows)``.
+    """
+    cfg = load_config(cfg)
+    x = np.asarray(x, np.int32)
+    rows = x.shape[0]
+    shape = (rows, cfg.batch, cfg.block_out)
+    if x.shape != shape:
+        raise ProgramError(f"x must have shape {shape} (rows, BATCH, BLOCK_OUT), not {x.shape}")
+    tensor = any(operand == "tensor" for _, operand in ops)
+    if tensor and (y is None or np.asarray(y).shape != shape):
+        raise ProgramError(f"a tensor operand needs y of shape {shape}")
+    if (2 if tensor else 1) * rows > cfg.acc_depth:
+        raise ProgramError(f"{rows} rows do not fit the ACC buffer ({cfg.acc_depth} elements)")
+    b = ProgramBuilder(cfg, Dram(4 * rows * cfg.acc_elem_bytes + 4096 + 64 * 16))
+    x_elem = b.put(MemType.ACC, x)
+    y_elem = b.put(MemType.ACC, np.asarray(y, np.int32)) if tensor else None
+    out_elem = b.reserve(MemType.OUT, rows)
+    kern = b.uop_kernel([Uop(0, rows if tensor else 0, 0)])
+    bounds = b.load_uops(kern)
+    b.load(MemType.ACC, 0, x_elem, 1, rows)
+    if tensor:
+        b.load(MemType.ACC, rows, y_elem, 1, rows)
+    for i, (op, operand) in enumerate(ops):
+        imm = None if operand == "tensor" else int(operand)
+        b.alu(AluOp(op), bounds, iter_out=rows, dst=(1, 0), src=(1, 0), imm=imm,
+              push_next_dep=(i == len(ops) - 1))
+    if not ops:
+        b.sync("compute", push_next_dep=True)
+    b.store(0, out_elem, 1, rows, pop_prev_dep=True, push_prev_dep=True)
+    b.sync("compute", pop_next_dep=True)
+    b.finish()
+    return b, out_elem, rows
+
+
+def padded_load_reference(x: np.ndarray, pad) -> np.ndarray:
+    """Exact result of :func:`padded_load_program`: ``x`` (y, x, ...) zero-padded."""
+    y0, y1, x0, x1 = pad
+    widths = [(y0, y1), (x0, x1)] + [(0, 0)] * (x.ndim - 2)
+    return np.pad(x, widths)
+
+
+def padded_load_program(cfg, x: np.ndarray, pad, mem: MemType = MemType.INP):
+    """Load ``x`` of shape (rows, cols, BATCH, BLOCK) with ``pad = (y0, y1, x0, x1)`` zero
+    padding into INP or ACC, copy it to OUT and store it.
+
+    INP data reaches OUT through a GEMM against an identity weight tile (the only path from the
+    INP buffer to the output); ACC data through an ALU SHR by 0. Returns
+    ``(builder, out_elem, (rows, cols))`` of the padded block.
+    """
+    cfg = load_config(cfg)
+    if mem not in (MemType.INP, MemType.ACC):
+        raise ProgramError(f"padded loads exist for INP and ACC, not {mem.name}")
+    y0, y1, x0, x1 = pad
+    rows, cols = x.shape[:2]
+    prow, pcol = y0 + rows + y1, x0 + cols + x1
+    count = prow * pcol
+    b = ProgramBuilder(cfg, Dram(x.nbytes + 2 * count * cfg.acc_elem_bytes + 65536))
+    x_elem = b.put(mem, x)
+    out_elem = b.reserve(MemType.OUT, count)
+    if mem is MemType.INP:
+        if cfg.batch * cfg.block_in != cfg.batch * cfg.block_out or count > cfg.inp_depth:
+            raise ProgramError(f"{count} padded INP elements do not fit the buffer")
+        eye = np.eye(cfg.block_out, cfg.block_in, dtype=np.int8)[None]
+        w_elem = b.put(MemType.WGT, eye)
+        bounds = b.load_uops(b.uop_kernel([Uop(0, 0, 0)]))
+        b.load(MemType.WGT, 0, w_elem, 1, 1)
+        b.load(MemType.INP, 0, x_elem, rows, cols, cols, pad=(y0, y1, x0, x1),
+               push_next_dep=True)
+        b.gemm(bounds, iter_out=count, dst=(1, 0), reset=True)
+        b.gemm(bounds, iter_out=count, dst=(1, 0), src=(1, 0), pop_prev_dep=True,
+               push_next_dep=True)
+    else:
+        if count > cfg.acc_depth:
+            raise ProgramError(f"{count} padded ACC elements do not fit the buffer")
+        bounds = b.load_uops(b.uop_kernel([Uop(0, 0, 0)]))
+        b.load(MemType.ACC, 0, x_elem, rows, cols, cols, pad=(y0, y1, x0, x1))
+        b.alu(AluOp.SHR, bounds, iter_out=count, dst=(1, 0), imm=0, push_next_dep=True)
+    b.store(0, out_elem, 1, count, pop_prev_dep=True, push_prev_dep=True)
+    b.sync("compute", pop_next_dep=True)
+    b.finish()
+    return b, out_elem, (prow, pcol)
