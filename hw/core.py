@@ -24,12 +24,20 @@ Control protocol
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, unsigned
-from amaranth.lib import enum, wiring
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import HwConfig, load_config
+from .core_errors import CoreError
+from .compute import ComputeModule
 from .dma import ReadPortSignature, WritePortSignature
+from .fetch import Fetch
+from .load import LoadModule
+from .queues import TokenQueue
+from .store import StoreModule
 
 __all__ = ["Core", "CoreError", "COUNTERS"]
 
@@ -49,21 +57,6 @@ COUNTERS = ("cycles", "fetch_insns",
             "compute_busy", "compute_token_stall", "compute_dma_stall",
             "store_busy", "store_token_stall", "store_dma_stall",
             "gemm_uops", "alu_uops")
-
-
-class CoreError(enum.IntFlag, shape=8):
-    """Sticky error bits reported on :attr:`Core.error` (cleared by ``start``).
-
-    The functional simulator rejects every such program before it runs; the hardware
-    reports what it sees instead of hanging or silently corrupting state.
-    """
-    #: A write DMA completion reported an AXI error response (SLVERR/DECERR).
-    DMA_WRITE = 1 << 0
-    #: An instruction with an unknown opcode or memory type, or a LOAD of OUT, or a STORE of
-    #: anything but OUT; the instruction is skipped (its dependency flags are still honoured).
-    BAD_INSN = 1 << 1
-    #: Padding on a LOAD of WGT or UOP, or on a STORE; the padding is ignored.
-    BAD_PAD = 1 << 2
 
 
 class Core(wiring.Component):
@@ -120,7 +113,82 @@ class Core(wiring.Component):
         return self._cfg
 
     def elaborate(self, platform):
-        # The internals are assembled from hw/fetch.py, load.py, compute.py, store.py and
-        # queues.py; until they land, this only publishes the final port list (interim).
         m = Module()
+        cfg = self._cfg
+
+        # --- modules ----------------------------------------------------------------------------
+        m.submodules.fetch = fetch = Fetch(cfg)
+        m.submodules.load = load = LoadModule(cfg)
+        m.submodules.compute = compute = ComputeModule(cfg)
+        m.submodules.store = store = StoreModule(cfg)
+
+        # --- command queues ----------------------------------------------------------------------
+        for name, src, dst in (("load_q", fetch.load_cmd, load.cmd),
+                               ("compute_q", fetch.compute_cmd, compute.cmd),
+                               ("store_q", fetch.store_cmd, store.cmd)):
+            q = SyncFIFOBuffered(width=128, depth=cfg.cmd_queue_depth)
+            m.submodules[name] = q
+            m.d.comb += [q.w_data.eq(src.payload), q.w_en.eq(src.valid), src.ready.eq(q.w_rdy),
+                         dst.payload.eq(q.r_data), dst.valid.eq(q.r_rdy), q.r_en.eq(dst.ready)]
+
+        # --- dependency-token queues -----------------------------------------------------------
+        start = Signal()
+        tokens = {}
+        for name, producer, consumer in (("l2c", load.l2c, compute.l2c),
+                                         ("c2l", compute.c2l, load.c2l),
+                                         ("c2s", compute.c2s, store.c2s),
+                                         ("s2c", store.s2c, compute.s2c)):
+            tq = TokenQueue(cfg.dep_queue_depth)
+            m.submodules[f"tok_{name}"] = tokens[name] = tq
+            wiring.connect(m, producer, tq.w)
+            wiring.connect(m, consumer, tq.r)
+            m.d.comb += tq.clear.eq(start)
+
+        # --- shared SRAMs: one writer module and one reader module each -----------------------
+        for name, width, depth, wr, rd in (
+                ("inp_mem", cfg.inp_elem_bytes * 8, cfg.inp_depth, load.inp_wr, compute.inp_rd),
+                ("wgt_mem", cfg.wgt_elem_bytes * 8, cfg.wgt_depth, load.wgt_wr, compute.wgt_rd),
+                ("out_mem", cfg.out_elem_bytes * 8, cfg.out_depth, compute.out_wr, store.out_rd)):
+            mem = Memory(shape=width, depth=depth, init=[])
+            m.submodules[name] = mem
+            wp = mem.write_port()
+            # Not transparent: the writer and the reader are ordered by dependency tokens.
+            rp = mem.read_port()
+            m.d.comb += [wp.addr.eq(wr.addr), wp.data.eq(wr.data), wp.en.eq(wr.en),
+                         rp.addr.eq(rd.addr), rp.en.eq(rd.en), rd.data.eq(rp.data)]
+
+        # --- DMA ports ----------------------------------------------------------------------------
+        wiring.connect(m, wiring.flipped(self.fetch_dma), fetch.dma)
+        wiring.connect(m, wiring.flipped(self.load_dma), load.dma)
+        wiring.connect(m, wiring.flipped(self.compute_dma), compute.dma)
+        wiring.connect(m, wiring.flipped(self.store_dma), store.dma)
+
+        # --- run control ----------------------------------------------------------------------------
+        m.d.comb += [
+            start.eq(self.start & ~self.busy),
+            fetch.start.eq(start), fetch.addr.eq(self.insn_addr), fetch.count.eq(self.insn_count),
+        ]
+        with m.If(start):
+            m.d.sync += [self.busy.eq(1), self.done.eq(0), self.error.eq(0)]
+            m.d.sync += [getattr(self, name).eq(0) for name in COUNTERS]
+        with m.Else():
+            m.d.sync += self.error.eq(self.error | load.error | compute.error | store.error)
+            with m.If(self.busy & compute.finish):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+            events = {
+                "cycles": 1,
+                "fetch_insns": fetch.dispatched,
+                "load_busy": load.busy, "load_token_stall": load.token_stall,
+                "load_dma_stall": load.dma_stall,
+                "compute_busy": compute.busy, "compute_token_stall": compute.token_stall,
+                "compute_dma_stall": compute.dma_stall,
+                "store_busy": store.busy, "store_token_stall": store.token_stall,
+                "store_dma_stall": store.dma_stall,
+                "gemm_uops": compute.gemm_uop, "alu_uops": compute.alu_uop,
+            }
+            assert set(events) == set(COUNTERS)
+            with m.If(self.busy):
+                for name, event in events.items():
+                    counter = getattr(self, name)
+                    m.d.sync += counter.eq(counter + event)
         return m

@@ -1,0 +1,20 @@
+"""Sticky error bits the accelerator core reports (``Core.error``)."""
+
+from amaranth.lib import enum
+
+__all__ = ["CoreError"]
+
+
+class CoreError(enum.IntFlag, shape=8):
+    """Sticky error bits reported on :attr:`Core.error` (cleared by ``start``).
+
+    The functional simulator rejects every such program before it runs; the hardware
+    reports what it sees instead of hanging or silently corrupting state.
+    """
+    #: A write DMA completion reported an AXI error response (SLVERR/DECERR).
+    DMA_WRITE = 1 << 0
+    #: An instruction with an unknown opcode or memory type, or a LOAD of OUT, or a STORE of
+    #: anything but OUT; the instruction is skipped (its dependency flags are still honoured).
+    BAD_INSN = 1 << 1
+    #: Padding on a LOAD of WGT or UOP, or on a STORE; the padding is ignored.
+    BAD_PAD = 1 << 2
