@@ -25,6 +25,7 @@ __all__ = ["SimError", "DeadlockError", "Counters", "FunctionalSimulator", "run_
            "route", "LOAD_Q", "COMPUTE_Q", "STORE_Q"]
 
 LOAD_Q, COMPUTE_Q, STORE_Q = "load", "compute", "store"
+_MODULES = (LOAD_Q, COMPUTE_Q, STORE_Q)
 
 # Token queues: (producer, consumer).
 _L2C, _C2L, _C2S, _S2C = "load->compute", "compute->load", "compute->store", "store->compute"
@@ -143,8 +144,15 @@ class FunctionalSimulator:
         cfg = self.cfg
         queues = {LOAD_Q: collections.deque(), COMPUTE_Q: collections.deque(),
                   STORE_Q: collections.deque()}
-        tokens = {_L2C: 0, _C2L: 0, _C2S: 0, _S2C: 0}
+        # Each token carries the vector clock of its producer (instructions completed per module
+        # that happen before the push), so FINISH can check it is ordered after every load and
+        # store by tokens, not merely scheduled after them by chance.
+        tokens = {_L2C: collections.deque(), _C2L: collections.deque(),
+                  _C2S: collections.deque(), _S2C: collections.deque()}
+        clocks = {m: {LOAD_Q: 0, COMPUTE_Q: 0, STORE_Q: 0} for m in _MODULES}
         targets = [route(i) for i in insns]
+        totals = collections.Counter(targets)
+        depth = cfg.dep_queue_depth
         pc = 0
         n = len(insns)
         while True:
@@ -156,24 +164,30 @@ class FunctionalSimulator:
             # Compute first: the most adversarial order for FINISH (see _finish).
             for module in (COMPUTE_Q, LOAD_Q, STORE_Q):
                 q = queues[module]
+                clock = clocks[module]
                 while q:
                     idx = q[0]
                     insn = insns[idx]
                     pops = [t for f, t in _POPS[module].items() if getattr(insn, f)]
                     pushes = [t for f, t in _PUSHES[module].items() if getattr(insn, f)]
-                    if any(tokens[t] == 0 for t in pops) or \
-                            any(tokens[t] >= cfg.dep_queue_depth for t in pushes):
+                    if any(not tokens[t] for t in pops) or \
+                            any(len(tokens[t]) >= depth for t in pushes):
                         break
                     for t in pops:
-                        tokens[t] -= 1
+                        for m, c in tokens[t].popleft().items():
+                            if c > clock[m]:
+                                clock[m] = c
+                    if insn.opcode is Opcode.FINISH:
+                        q.popleft()
+                        self._finish(idx, pc, n, queues, insns, clock, totals, targets)
+                        self._execute(insn, idx)
+                        return self.counters
                     self._execute(insn, idx)
+                    clock[module] += 1
                     for t in pushes:
-                        tokens[t] += 1
+                        tokens[t].append(dict(clock))
                     q.popleft()
                     progress = True
-                    if insn.opcode is Opcode.FINISH:
-                        self._finish(idx, pc, n, queues, insns)
-                        return self.counters
             if pc == n and not any(queues.values()):
                 raise SimError(f"the program ended without FINISH (last instruction {n - 1}: "
                                f"{format_insn(insns[n - 1])})")
@@ -198,7 +212,7 @@ class FunctionalSimulator:
                     raise SimError(f"{where}: {flag} is set, but the {module} module has no "
                                    f"{'previous' if 'prev' in flag else 'next'} stage")
 
-    def _finish(self, idx, pc, n, queues, insns):
+    def _finish(self, idx, pc, n, queues, insns, clock, totals, targets):
         if pc < n or len(queues[COMPUTE_Q]):
             nxt = queues[COMPUTE_Q][0] if queues[COMPUTE_Q] else pc
             raise SimError(f"instruction {idx} is FINISH but instruction {nxt} follows it: "
@@ -211,6 +225,17 @@ class FunctionalSimulator:
                 f"FINISH (instruction {idx}) can run before earlier instructions complete "
                 f"({detail}): make the last STORE push a store->compute token and pop it "
                 f"before FINISH")
+        for module in (LOAD_Q, STORE_Q):
+            if clock[module] < totals[module]:
+                # The first instruction of that module FINISH is not ordered after.
+                order = [i for i, t in enumerate(targets) if t == module]
+                first = order[clock[module]]
+                raise SimError(
+                    f"FINISH (instruction {idx}) is not ordered after instruction {first} "
+                    f"({format_insn(insns[first])}) by dependency tokens: on hardware it could "
+                    f"raise done before that {module} completes; make the last "
+                    f"{'STORE push a store->compute' if module == STORE_Q else 'LOAD push a load->compute'}"
+                    f" token and pop it before FINISH")
 
     def _deadlock_report(self, insns, queues, tokens, pc, targets) -> str:
         lines = ["the instruction stream deadlocks: no module can make progress"]
@@ -221,9 +246,9 @@ class FunctionalSimulator:
             idx = q[0]
             insn = insns[idx]
             waits = [f"a {t} token ({f})" for f, t in _POPS[module].items()
-                     if getattr(insn, f) and tokens[t] == 0]
+                     if getattr(insn, f) and not tokens[t]]
             full = [f"room in the full {t} queue ({f})" for f, t in _PUSHES[module].items()
-                    if getattr(insn, f) and tokens[t] >= self.cfg.dep_queue_depth]
+                    if getattr(insn, f) and len(tokens[t]) >= self.cfg.dep_queue_depth]
             lines.append(f"  {module} module is stuck at instruction {idx} "
                          f"({format_insn(insn)}): waiting for {' and '.join(waits + full)}")
         if pc < len(insns):
@@ -361,11 +386,13 @@ class FunctionalSimulator:
         if dst.size == 0:
             return
         cfg = self.cfg
-        touched = np.unique(dst)
+        touched = self._touched(dst)
         if insn.reset_reg:
             self.acc[touched] = 0
             self.out[touched] = 0
             self.counters.gemm_uops += dst.size
+            return
+        if self._gemm_structured(insn, dst, touched):
             return
         lanes = cfg.batch * cfg.block_out
         prod = np.empty((dst.size, lanes), np.float64)
@@ -390,6 +417,65 @@ class FunctionalSimulator:
         self.counters.gemm_uops += dst.size
         self.counters.macs += dst.size * cfg.macs_per_cycle
 
+    def _touched(self, dst: np.ndarray) -> np.ndarray:
+        """The distinct accumulator indices in ``dst``, sorted (a mask beats a sort here)."""
+        mask = np.zeros(self.cfg.acc_depth, bool)
+        mask[dst] = True
+        return np.flatnonzero(mask)
+
+    def _gemm_structured(self, insn, dst, touched) -> bool:
+        """Fast exact path for loop nests that are a matrix product per micro-op.
+
+        When one loop axis only reduces (the destination does not move along it) and the other
+        only walks rows (the weight does not move along it), each micro-op's iterations form one
+        ``(rows x reduction*BLOCK_IN) @ (reduction*BLOCK_IN x BLOCK_OUT)`` product: a single BLAS
+        call per micro-op instead of one per weight tile. Products of int8 values summed in
+        float32 are exact below 2**24 and in float64 below 2**53; the sums are then added to the
+        int32 accumulator with wrap-around. Returns False (nothing done) for other loop nests.
+        """
+        nk = insn.uop_end - insn.uop_bgn
+        if nk > 64:
+            return False
+        i_out, i_in = insn.iter_out, insn.iter_in
+        if (i_in == 1 or insn.dst_factor_in == 0) and (i_out == 1 or insn.wgt_factor_out == 0):
+            rows, red = i_out, i_in
+            f_dst, f_src_row, f_src_red, f_wgt_red = (insn.dst_factor_out, insn.src_factor_out,
+                                                      insn.src_factor_in, insn.wgt_factor_in)
+        elif (i_out == 1 or insn.dst_factor_out == 0) and (i_in == 1 or insn.wgt_factor_in == 0):
+            rows, red = i_in, i_out
+            f_dst, f_src_row, f_src_red, f_wgt_red = (insn.dst_factor_in, insn.src_factor_in,
+                                                      insn.src_factor_out, insn.wgt_factor_out)
+        else:
+            return False
+        cfg = self.cfg
+        b, bi, bo = cfg.batch, cfg.block_in, cfg.block_out
+        # Largest |int8 * int8| is 2**14: a float32 sum of up to 2**10 of them stays exact.
+        ftype = np.float32 if red * bi <= 1 << 10 else np.float64
+        p = np.arange(rows, dtype=np.int64)
+        r = np.arange(red, dtype=np.int64)
+        sums = np.zeros((cfg.acc_depth, b, bo), np.float64)
+        unique_rows = rows == 1 or f_dst != 0
+        for u in range(insn.uop_bgn, insn.uop_end):
+            src = self.uop_src[u] + p[:, None] * f_src_row + r[None, :] * f_src_red
+            wgt = self.uop_wgt[u] + r * f_wgt_red
+            d = self.uop_dst[u] + p * f_dst
+            x = self.inp[src].astype(ftype)                       # (rows, red, b, bi)
+            x = x.transpose(0, 2, 1, 3).reshape(rows * b, red * bi)
+            w = self.wgt[wgt].astype(ftype)                       # (red, bo, bi)
+            w = w.transpose(1, 0, 2).reshape(bo, red * bi)
+            y = (x @ w.T).reshape(rows, b, bo)
+            if unique_rows:
+                sums[d] += y
+            else:
+                np.add.at(sums, d, y)
+        acc = self.acc
+        acc[touched] = (acc[touched].astype(np.int64) + sums[touched].astype(np.int64)).astype(
+            np.int32)  # wrap-around to int32, as the hardware does
+        self.out[touched] = acc[touched].astype(np.int8)
+        self.counters.gemm_uops += dst.size
+        self.counters.macs += dst.size * cfg.macs_per_cycle
+        return True
+
     def _alu(self, insn):
         dst, src, _ = self._loop(insn, with_wgt=False)
         if dst.size == 0:
@@ -403,12 +489,17 @@ class FunctionalSimulator:
             self.out[dst] = 0
             return
         op = insn.alu_opcode
-        t = np.arange(dst.size)
-        first_write = np.full(cfg.acc_depth, dst.size, np.int64)
-        np.minimum.at(first_write, dst, t)
-        unique_dst = np.unique(dst).size == dst.size
-        # A tensor operand written by an earlier iteration must see the new value.
-        raw_hazard = (not insn.use_imm) and bool(np.any(first_write[src] < t))
+        unique_dst = int(np.bincount(dst, minlength=cfg.acc_depth).max()) <= 1
+        raw_hazard = False
+        if not insn.use_imm:
+            # A tensor operand written by an earlier iteration must see the new value.
+            t = np.arange(dst.size)
+            first_write = np.full(cfg.acc_depth, dst.size, np.int64)
+            if unique_dst:
+                first_write[dst] = t
+            else:
+                np.minimum.at(first_write, dst, t)
+            raw_hazard = bool(np.any(first_write[src] < t))
         if unique_dst and not raw_hazard:
             a = acc[dst]
             b = np.int32(insn.imm) if insn.use_imm else acc[src]
@@ -423,7 +514,7 @@ class FunctionalSimulator:
             for d, s in zip(dst.tolist(), src.tolist()):
                 b = np.int32(insn.imm) if insn.use_imm else acc[s]
                 acc[d] = alu_apply(op, acc[d], b)
-        touched = np.unique(dst)
+        touched = dst if unique_dst else self._touched(dst)
         self.out[touched] = acc[touched].astype(np.int8)
 
 
