@@ -1,0 +1,326 @@
+"""Renderers for the dense kernels: GEMM, im2col, depthwise convolution, 2-D pooling, resize.
+
+Same kernel convention as :mod:`.renderer` (pointer arguments, then the parallel range).
+Window loops are unrolled in Python with the valid output range of each kernel tap computed
+here, so the generated inner loops have constant bounds and no per-element bounds checks.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from .renderer import F32, I64, FAST, Kernel, KernelBuilder, f32, i64
+
+__all__ = ["render_gemm", "render_im2col", "render_depthwise", "render_pool2d",
+           "render_resize2d", "valid_range"]
+
+_VEC = 8           # floats per vector register (AVX2); LLVM legalises it on other hosts
+_MR = 6            # rows per micro-tile (12 vector accumulators)
+_NR = 2 * _VEC     # columns per micro-tile
+_KC = 256          # depth block
+_NC = 256          # column block (a KC x NC block of B stays in L2)
+
+
+def valid_range(out_len: int, stride: int, offset: int, in_len: int):
+    """Output indices ``o`` with ``0 <= o * stride + offset < in_len`` as ``(lo, hi)``."""
+    lo = 0
+    while lo < out_len and lo * stride + offset < 0:
+        lo += 1
+    hi = lo
+    while hi < out_len and hi * stride + offset < in_len:
+        hi += 1
+    return lo, max(lo, hi)
+
+
+def _splat(b, value):
+    vt = ir.VectorType(F32, _VEC)
+    v = b.insert_element(ir.Constant(vt, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return b.shuffle_vector(v, ir.Constant(vt, ir.Undefined),
+                            ir.Constant(ir.VectorType(ir.IntType(32), _VEC), [0] * _VEC))
+
+
+def render_gemm(M: int, N: int, K: int, a_strides, ldb: int, bias: str = "none",
+                batch: int = 1, batch_strides=(0, 0, 0, 0)) -> Kernel:
+    """``C[g] (M, N) = A[g] (M, K) @ B[g] (K, N) + bias`` for ``g < batch``.
+
+    Arguments (in order): C (row-major, ldc = N), A (element ``(i, k)`` at
+    ``i * a_strides[0] + k * a_strides[1]``), B (row stride ``ldb``, unit column stride), and a
+    bias buffer when ``bias`` is ``"row"`` (M,), ``"col"`` (N,) or ``"full"`` (M, N).
+    ``batch_strides`` = strides of C, A, B and bias between batch entries. The parallel range is
+    over ``batch`` x row groups (6-row micro-tiles, then groups of 4, 2 and 1 rows).
+    """
+    sam, sak = a_strides
+    sbc, sba, sbb, sbbias = batch_strides
+    kb = KernelBuilder(3 + (bias != "none"))
+    b = kb.b
+    C, A, B = kb.ptrs[:3]
+    Bias = kb.ptrs[3] if bias != "none" else None
+    vt = ir.VectorType(F32, _VEC)
+    fma_v = kb.intrinsic("llvm.fma.v8f32", vt, [vt, vt, vt])
+    full_tiles = M // _MR
+    rest, start = [], full_tiles * _MR
+    for size in (4, 2, 1):
+        if M - start >= size:
+            rest.append((start, size))
+            start += size
+    n_groups = full_tiles + len(rest)
+    n_vec_tiles = N // _NR
+    n_vec_end = n_vec_tiles * _NR
+
+    def vload(ptr, idx):
+        return b.load(kb.gep(ptr, idx), typ=vt, align=4)
+
+    def vstore(val, ptr, idx):
+        b.store(val, kb.gep(ptr, idx), align=4)
+
+    def init_value(row, col, first, cbase, bias_base, vector):
+        """Accumulator start: the bias (first depth block) or the partial sum in C."""
+        load = vload if vector else kb.load
+        cpos = b.add(cbase, b.add(b.mul(row, i64(N)), col))
+        partial = load(C, cpos)
+        if bias == "none":
+            start = ir.Constant(vt, [0.0] * _VEC) if vector else f32(0.0)
+        elif bias == "row":
+            v = kb.load(Bias, b.add(bias_base, row))
+            start = _splat(b, v) if vector else v
+        elif bias == "col":
+            start = load(Bias, b.add(bias_base, col))
+        else:
+            start = load(Bias, b.add(bias_base, b.add(b.mul(row, i64(N)), col)))
+        return b.select(first, start, partial)
+
+    def micro(rows, kc, kend, first, bases, jlo, jhi):
+        """One tile of ``len(rows)`` rows for the full column tiles ``[jlo, jhi)``."""
+        cbase, abase, bbase, biasb = bases
+        with kb.loop(jlo, jhi) as jt:
+            col = b.mul(jt, i64(_NR))
+            slots = [[kb.alloca(vt) for _ in range(2)] for _ in rows]
+            for r, row in enumerate(rows):
+                for v in range(2):
+                    b.store(init_value(row, b.add(col, i64(v * _VEC)), first, cbase, biasb,
+                                       True), slots[r][v])
+            with kb.loop(kc, kend) as k:
+                brow = b.add(bbase, b.add(b.mul(k, i64(ldb)), col))
+                bv = [vload(B, brow), vload(B, b.add(brow, i64(_VEC)))]
+                for r, row in enumerate(rows):
+                    a = kb.load(A, b.add(abase, b.add(b.mul(row, i64(sam)),
+                                                      b.mul(k, i64(sak)))))
+                    av = _splat(b, a)
+                    for v in range(2):
+                        b.store(b.call(fma_v, [av, bv[v], b.load(slots[r][v])]), slots[r][v])
+            for r, row in enumerate(rows):
+                cpos = b.add(cbase, b.add(b.mul(row, i64(N)), col))
+                vstore(b.load(slots[r][0]), C, cpos)
+                vstore(b.load(slots[r][1]), C, b.add(cpos, i64(_VEC)))
+
+    def tail(rows, kc, kend, first, bases):
+        """Columns beyond the last full tile, one at a time."""
+        cbase, abase, bbase, biasb = bases
+        acc = kb.alloca(F32)
+        for row in rows:
+            with kb.loop(n_vec_end, N) as j:
+                b.store(init_value(row, j, first, cbase, biasb, False), acc)
+                with kb.loop(kc, kend) as k:
+                    a = kb.load(A, b.add(abase, b.add(b.mul(row, i64(sam)), b.mul(k, i64(sak)))))
+                    bb = kb.load(B, b.add(bbase, b.add(b.mul(k, i64(ldb)), j)))
+                    b.store(b.fadd(b.load(acc), b.fmul(a, bb, flags=FAST), flags=FAST), acc)
+                kb.store(b.load(acc), C, b.add(cbase, b.add(b.mul(row, i64(N)), j)))
+
+    def for_groups(body):
+        """Run ``body(rows)`` for the row group of parallel index p (6 rows, then 4/2/1)."""
+        with kb.loop(kb.lo, kb.hi) as p:
+            g = b.sdiv(p, i64(n_groups))
+            rg = b.srem(p, i64(n_groups))
+            bases = [b.mul(g, i64(s)) for s in (sbc, sba, sbb, sbbias)]
+            if full_tiles:
+                with b.if_then(b.icmp_signed("<", rg, i64(full_tiles))):
+                    r0 = b.mul(rg, i64(_MR))
+                    body([b.add(r0, i64(r)) for r in range(_MR)], bases)
+            for index, (start, size) in enumerate(rest, start=full_tiles):
+                with b.if_then(b.icmp_signed("==", rg, i64(index))):
+                    body([i64(start + r) for r in range(size)], bases)
+
+    tiles_per_block = _NC // _NR
+    with kb.loop(0, (K + _KC - 1) // _KC) as kblk:
+        kc = b.mul(kblk, i64(_KC))
+        kend = b.select(b.icmp_signed("<", b.add(kc, i64(_KC)), i64(K)),
+                        b.add(kc, i64(_KC)), i64(K))
+        first = b.icmp_signed("==", kblk, i64(0))
+        if n_vec_tiles:
+            # Column blocks outside the row loop: a KC x NC block of B is reused from L2 by
+            # every row group of this thread.
+            with kb.loop(0, (n_vec_tiles + tiles_per_block - 1) // tiles_per_block) as jb:
+                jlo = b.mul(jb, i64(tiles_per_block))
+                jhi = b.select(b.icmp_signed("<", b.add(jlo, i64(tiles_per_block)),
+                                             i64(n_vec_tiles)),
+                               b.add(jlo, i64(tiles_per_block)), i64(n_vec_tiles))
+                for_groups(lambda rows, bases: micro(rows, kc, kend, first, bases, jlo, jhi))
+        if n_vec_end < N:
+            for_groups(lambda rows, bases: tail(rows, kc, kend, first, bases))
+    return kb.finish(batch * n_groups, _MR * N * K)
+
+
+def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation) -> Kernel:
+    """``cols[(c, ky, kx), (oy, ox)] = x[c, oy*s + ky*d - pad, ...]`` (0 outside), parallel over c.
+
+    Arguments: cols (C*KH*KW, OH*OW), x (C, H, W). ``pads`` = (top, left, bottom, right).
+    """
+    kh, kw = kernel
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl, pb, pr = pads
+    oh = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    kb = KernelBuilder(2)
+    b = kb.b
+    cols, x = kb.ptrs
+    zero = f32(0.0)
+    with kb.loop(kb.lo, kb.hi) as c:
+        for ky in range(kh):
+            ylo, yhi = valid_range(oh, sh, ky * dh - pt, H)
+            for kx in range(kw):
+                xlo, xhi = valid_range(ow, sw, kx * dw - pl, W)
+                row = b.add(b.mul(c, i64(kh * kw)), i64(ky * kw + kx))
+                rbase = b.mul(row, i64(oh * ow))
+                # rows of the patch that fall entirely in the padding
+                for lo, hi in ((0, ylo * ow), (yhi * ow, oh * ow)):
+                    if hi > lo:
+                        with kb.loop(lo, hi) as q:
+                            kb.store(zero, cols, b.add(rbase, q))
+                if yhi <= ylo:
+                    continue
+                with kb.loop(ylo, yhi) as oy:
+                    obase = b.add(rbase, b.mul(oy, i64(ow)))
+                    iy = b.add(b.mul(oy, i64(sh)), i64(ky * dh - pt))
+                    xbase = b.add(b.mul(c, i64(H * W)), b.mul(iy, i64(W)))
+                    for lo, hi in ((0, xlo), (xhi, ow)):
+                        if hi > lo:
+                            with kb.loop(lo, hi) as ox:
+                                kb.store(zero, cols, b.add(obase, ox))
+                    with kb.loop(xlo, xhi) as ox:
+                        ix = b.add(b.mul(ox, i64(sw)), i64(kx * dw - pl))
+                        kb.store(kb.load(x, b.add(xbase, ix)), cols, b.add(obase, ox))
+    return kb.finish(C, kh * kw * oh * ow)
+
+
+def render_depthwise(C: int, H: int, W: int, kernel, stride, pads, dilation,
+                     has_bias: bool) -> Kernel:
+    """Depthwise (one filter per channel) convolution, parallel over channels.
+
+    Arguments: out (C, OH, OW), x (C, H, W), w (C, KH, KW)[, bias (C,)].
+    """
+    kh, kw = kernel
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl, pb, pr = pads
+    oh = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    kb = KernelBuilder(4 if has_bias else 3)
+    b = kb.b
+    out, x, w = kb.ptrs[:3]
+    with kb.loop(kb.lo, kb.hi) as c:
+        obase = b.mul(c, i64(oh * ow))
+        xbase = b.mul(c, i64(H * W))
+        init = kb.load(kb.ptrs[3], c) if has_bias else f32(0.0)
+        with kb.loop(0, oh * ow) as q:
+            kb.store(init, out, b.add(obase, q))
+        for ky in range(kh):
+            ylo, yhi = valid_range(oh, sh, ky * dh - pt, H)
+            for kx in range(kw):
+                xlo, xhi = valid_range(ow, sw, kx * dw - pl, W)
+                if yhi <= ylo or xhi <= xlo:
+                    continue
+                wv = kb.load(w, b.add(b.mul(c, i64(kh * kw)), i64(ky * kw + kx)))
+                with kb.loop(ylo, yhi) as oy:
+                    orow = b.add(obase, b.mul(oy, i64(ow)))
+                    iy = b.add(b.mul(oy, i64(sh)), i64(ky * dh - pt))
+                    xrow = b.add(xbase, b.mul(iy, i64(W)))
+                    with kb.loop(xlo, xhi) as ox:
+                        ix = b.add(b.mul(ox, i64(sw)), i64(kx * dw - pl))
+                        pos = b.add(orow, ox)
+                        v = kb.load(x, b.add(xrow, ix))
+                        kb.store(b.call(kb.intrinsic("llvm.fma.f32", F32, [F32] * 3),
+                                        [wv, v, kb.load(out, pos)]), out, pos)
+    return kb.finish(C, kh * kw * oh * ow)
+
+
+def render_pool2d(kind: str, NC: int, H: int, W: int, out_hw, kernel, stride, pads,
+                  dilation) -> Kernel:
+    """Max (``kind="max"``) or average (``"avg"``) pooling of (NC, H, W), parallel over NC.
+
+    Arguments: out (NC, OH, OW), x (NC, H, W) and, for ``avg``, ``inv_count`` (OH*OW,): the
+    reciprocal of each window's divisor (so ``count_include_pad`` is decided by the caller).
+    """
+    kh, kw = kernel
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl = pads[0], pads[1]
+    oh, ow = out_hw
+    kb = KernelBuilder(3 if kind == "avg" else 2)
+    b = kb.b
+    out, x = kb.ptrs[:2]
+    maxnum = kb.intrinsic("llvm.maxnum.f32", F32, [F32, F32])
+    with kb.loop(kb.lo, kb.hi) as c:
+        obase = b.mul(c, i64(oh * ow))
+        xbase = b.mul(c, i64(H * W))
+        init = f32(float("-inf")) if kind == "max" else f32(0.0)
+        with kb.loop(0, oh * ow) as q:
+            kb.store(init, out, b.add(obase, q))
+        for ky in range(kh):
+            ylo, yhi = valid_range(oh, sh, ky * dh - pt, H)
+            for kx in range(kw):
+                xlo, xhi = valid_range(ow, sw, kx * dw - pl, W)
+                if yhi <= ylo or xhi <= xlo:
+                    continue
+                with kb.loop(ylo, yhi) as oy:
+                    orow = b.add(obase, b.mul(oy, i64(ow)))
+                    iy = b.add(b.mul(oy, i64(sh)), i64(ky * dh - pt))
+                    xrow = b.add(xbase, b.mul(iy, i64(W)))
+                    with kb.loop(xlo, xhi) as ox:
+                        ix = b.add(b.mul(ox, i64(sw)), i64(kx * dw - pl))
+                        pos = b.add(orow, ox)
+                        v = kb.load(x, b.add(xrow, ix))
+                        cur = kb.load(out, pos)
+                        new = b.call(maxnum, [cur, v]) if kind == "max" else b.fadd(cur, v)
+                        kb.store(new, out, pos)
+        if kind == "avg":
+            with kb.loop(0, oh * ow) as q:
+                pos = b.add(obase, q)
+                kb.store(b.fmul(kb.load(out, pos), kb.load(kb.ptrs[2], q)), out, pos)
+    return kb.finish(NC, kh * kw * oh * ow)
+
+
+def render_resize2d(mode: str, NC: int, H: int, W: int, OH: int, OW: int) -> Kernel:
+    """Resize the last two axes of (NC, H, W) through precomputed index/weight tables.
+
+    ``nearest`` arguments: out, x, iy (OH,) int64, ix (OW,) int64.
+    ``linear`` arguments: out, x, y0, y1 (OH,) int64, wy (OH,) f32, x0, x1 (OW,) int64,
+    wx (OW,) f32 (weight of the second sample).
+    """
+    kb = KernelBuilder(4 if mode == "nearest" else 8)
+    b = kb.b
+    out, x = kb.ptrs[:2]
+    with kb.loop(kb.lo, kb.hi) as c:
+        obase = b.mul(c, i64(OH * OW))
+        xbase = b.mul(c, i64(H * W))
+        with kb.loop(0, OH) as oy:
+            orow = b.add(obase, b.mul(oy, i64(OW)))
+            if mode == "nearest":
+                xrow = b.add(xbase, b.mul(kb.load(kb.ptrs[2], oy, I64), i64(W)))
+                with kb.loop(0, OW) as ox:
+                    v = kb.load(x, b.add(xrow, kb.load(kb.ptrs[3], ox, I64)))
+                    kb.store(v, out, b.add(orow, ox))
+            else:
+                r0 = b.add(xbase, b.mul(kb.load(kb.ptrs[2], oy, I64), i64(W)))
+                r1 = b.add(xbase, b.mul(kb.load(kb.ptrs[3], oy, I64), i64(W)))
+                wy = kb.load(kb.ptrs[4], oy)
+                with kb.loop(0, OW) as ox:
+                    i0 = kb.load(kb.ptrs[5], ox, I64)
+                    i1 = kb.load(kb.ptrs[6], ox, I64)
+                    wx = kb.load(kb.ptrs[7], ox)
+                    top0 = kb.load(x, b.add(r0, i0))
+                    top = b.fadd(top0, b.fmul(b.fsub(kb.load(x, b.add(r0, i1)), top0), wx))
+                    bot0 = kb.load(x, b.add(r1, i0))
+                    bot = b.fadd(bot0, b.fmul(b.fsub(kb.load(x, b.add(r1, i1)), bot0), wx))
+                    kb.store(b.fadd(top, b.fmul(b.fsub(bot, top), wy)), out, b.add(orow, ox))
+    return kb.finish(NC, OH * OW)
