@@ -1,0 +1,176 @@
+"""Run :class:`~pyvta.hw.core.Core` in the Amaranth simulator against a Python DRAM model.
+
+Used by the RTL unit tests (``tests/test_hw_core.py``): a program built with
+:class:`~pyvta.compiler.builder.ProgramBuilder` runs on the core and on the functional
+simulator from the same DRAM image, and the two images must be equal. The DRAM model serves
+the four DMA ports with the contract of :mod:`pyvta.hw.dma` (read data in request order per
+port, one write completion per request) and can insert random stalls on every handshake.
+
+The Python simulator is slow (a few thousand cycles per second): keep programs small. Set
+``PYVTA_VCD=path.vcd`` to write a waveform.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from .config import load_config
+from .core import COUNTERS, Core
+
+__all__ = ["CoreRun", "CoreTimeout", "run_core"]
+
+
+class CoreTimeout(RuntimeError):
+    """The core did not raise ``done`` within the cycle budget."""
+
+
+@dataclass
+class CoreRun:
+    """The outcome of :func:`run_core`."""
+    #: Every counter output, by name (see :data:`pyvta.hw.core.COUNTERS`).
+    counters: dict
+    #: The ``error`` output (:class:`~pyvta.hw.core_errors.CoreError` bits).
+    error: int
+    #: Cycles from ``start`` to ``done``, as the testbench saw them.
+    cycles: int
+
+
+class _ReadPort:
+    def __init__(self, port, dram, ab, rng, stall):
+        self.port, self.dram, self.ab, self.rng, self.stall = port, dram, ab, rng, stall
+        self.beats = collections.deque()  # pending data beats, as ints
+        self.req_ready = self.data_valid = False
+
+    def drive(self, ctx):
+        self.req_ready = self.rng.random() >= self.stall
+        self.data_valid = bool(self.beats) and self.rng.random() >= self.stall
+        ctx.set(self.port.req.ready, self.req_ready)
+        ctx.set(self.port.data.valid, self.data_valid)
+        if self.data_valid:
+            ctx.set(self.port.data.payload, self.beats[0])
+
+    def sample(self, ctx):
+        req = None
+        if self.req_ready and ctx.get(self.port.req.valid):
+            p = ctx.get(self.port.req.payload)
+            req = (int(p.addr), int(p.beats))
+        took = self.data_valid and ctx.get(self.port.data.ready)
+        return req, took
+
+    def commit(self, req, took):
+        if took:
+            self.beats.popleft()
+        if req is not None:
+            addr, beats = req
+            if addr % self.ab or beats < 1:
+                raise AssertionError(f"bad DMA read request addr={addr:#x} beats={beats}")
+            raw = self.dram.read(addr, beats * self.ab)
+            for b in range(beats):
+                self.beats.append(int.from_bytes(raw[b * self.ab:(b + 1) * self.ab].tobytes(),
+                                                  "little"))
+
+
+class _WritePort:
+    def __init__(self, port, dram, ab, rng, stall):
+        self.port, self.dram, self.ab, self.rng, self.stall = port, dram, ab, rng, stall
+        self.reqs = collections.deque()   # [addr, beats_left]
+        self.done = collections.deque()   # cycle at which a completion may be returned
+        self.cycle = 0
+        self.req_ready = self.data_ready = self.done_valid = False
+
+    def drive(self, ctx):
+        self.req_ready = self.rng.random() >= self.stall
+        self.data_ready = bool(self.reqs) and self.rng.random() >= self.stall
+        self.done_valid = bool(self.done) and self.done[0] <= self.cycle
+        ctx.set(self.port.req.ready, self.req_ready)
+        ctx.set(self.port.data.ready, self.data_ready)
+        ctx.set(self.port.done.valid, self.done_valid)
+        ctx.set(self.port.done.payload, 0)
+
+    def sample(self, ctx):
+        req = None
+        if self.req_ready and ctx.get(self.port.req.valid):
+            p = ctx.get(self.port.req.payload)
+            req = (int(p.addr), int(p.beats))
+        beat = None
+        if self.data_ready and ctx.get(self.port.data.valid):
+            beat = int(ctx.get(self.port.data.payload))
+        done_taken = self.done_valid and ctx.get(self.port.done.ready)
+        return req, beat, done_taken
+
+    def commit(self, req, beat, done_taken):
+        self.cycle += 1
+        if done_taken:
+            self.done.popleft()
+        if beat is not None:
+            cur = self.reqs[0]
+            self.dram.write(cur[0], np.frombuffer(beat.to_bytes(self.ab, "little"), np.uint8))
+            cur[0] += self.ab
+            cur[1] -= 1
+            if cur[1] == 0:
+                self.reqs.popleft()
+                self.done.append(self.cycle + self.rng.randrange(1, 6))
+        if req is not None:
+            addr, beats = req
+            if addr % self.ab or beats < 1:
+                raise AssertionError(f"bad DMA write request addr={addr:#x} beats={beats}")
+            self.reqs.append([addr, beats])
+
+
+def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 200_000,
+             stall: float = 0.0, seed: int = 0, core: Core | None = None) -> CoreRun:
+    """Run a program already placed in ``dram`` on the RTL core; ``dram`` is updated.
+
+    Parameters
+    ----------
+    stall : float
+        Probability in [0, 1) that the DRAM model holds back any handshake in a cycle.
+    """
+    cfg = load_config(cfg)
+    core = core or Core(cfg)
+    ab = cfg.axi_bytes
+    rng = random.Random(seed)
+    reads = [_ReadPort(getattr(core, f"{n}_dma"), dram, ab, rng, stall)
+             for n in ("fetch", "load", "compute")]
+    write = _WritePort(core.store_dma, dram, ab, rng, stall)
+    result = {}
+
+    async def bench(ctx):
+        ctx.set(core.insn_addr, insn_addr)
+        ctx.set(core.insn_count, insn_count)
+        ctx.set(core.start, 1)
+        await ctx.tick()
+        ctx.set(core.start, 0)
+        for cycle in range(1, max_cycles + 1):
+            for p in reads:
+                p.drive(ctx)
+            write.drive(ctx)
+            rs = [p.sample(ctx) for p in reads]
+            ws = write.sample(ctx)
+            await ctx.tick()
+            for p, s in zip(reads, rs):
+                p.commit(*s)
+            write.commit(*ws)
+            if ctx.get(core.done):
+                result["cycles"] = cycle
+                result["counters"] = {n: int(ctx.get(getattr(core, n))) for n in COUNTERS}
+                result["error"] = int(ctx.get(core.error))
+                return
+        raise CoreTimeout(f"the core did not finish within {max_cycles} cycles")
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    vcd = os.environ.get("PYVTA_VCD")
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return CoreRun(counters=result["counters"], error=result["error"], cycles=result["cycles"])
