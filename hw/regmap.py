@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .config import HwConfig, load_config
 
 __all__ = ["Register", "Field", "RegisterMap", "register_map", "MAGIC", "REG_BYTES",
-           "COUNTER_NAMES"]
+           "counter_registers"]
 
 #: Bytes per register.
 REG_BYTES = 4
@@ -34,18 +34,11 @@ MAGIC = int.from_bytes(b"PVTA", "little")
 #: Register-map layout version; bump on any incompatible change.
 REGMAP_VERSION = 1
 
-#: Per-module performance counters, in register order. Each counts cycles since START.
-COUNTER_NAMES = (
-    ("FETCH_BUSY", "cycles the fetch module has an instruction request or data in flight"),
-    ("LOAD_BUSY", "cycles the load module executes an instruction"),
-    ("LOAD_STALL", "cycles the load module waits for a dependency token"),
-    ("COMPUTE_BUSY", "cycles the compute module executes an instruction"),
-    ("COMPUTE_STALL", "cycles the compute module waits for a dependency token"),
-    ("STORE_BUSY", "cycles the store module executes an instruction"),
-    ("STORE_STALL", "cycles the store module waits for a dependency token"),
-    ("GEMM_CYCLES", "cycles the GEMM core issues a micro-op"),
-    ("ALU_CYCLES", "cycles the tensor ALU issues a micro-op"),
-)
+#: Registers mirroring the core's performance counters (``hw/core.py: COUNTERS``), from 0x40.
+#: ``cycles`` is mapped as CYCLES at 0x18 instead.
+def _counter_names():
+    from .core import COUNTERS  # the core defines which counters exist
+    return [c for c in COUNTERS if c != "cycles"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +124,11 @@ class RegisterMap:
         return json.dumps(self.to_dict(), indent=2)
 
 
+def counter_registers():
+    """``(core counter name, byte offset)`` of every counter register, from 0x40."""
+    return [(name, 0x40 + REG_BYTES * i) for i, name in enumerate(_counter_names())]
+
+
 def fingerprint_hash(cfg: HwConfig) -> int:
     """CRC-32 of the configuration's fingerprint string (the ``ID_HASH`` register)."""
     return zlib.crc32(cfg.fingerprint.encode("ascii")) & 0xFFFF_FFFF
@@ -176,11 +174,16 @@ def register_map(cfg=None) -> RegisterMap:
         Register("INSN_COUNT", 0x14, "rw", 0, "Number of 16-byte instructions to fetch."),
         Register("CYCLES", 0x18, "ro", 0, "Clock cycles from START to FINISH of the last run "
                  "(counts while BUSY)."),
-        Register("ERROR", 0x1C, "w1c", 0, "Sticky error flags; write 1 to clear.",
-                 (Field("AXI_READ", 0, 1, "an AXI read returned SLVERR or DECERR"),
-                  Field("AXI_WRITE", 1, 1, "an AXI write response was SLVERR or DECERR"),
-                  Field("BAD_ADDR", 2, 1, "START with INSN_ADDR not 16-byte aligned "
-                        "(the run is refused)"))),
+        Register("ERROR", 0x1C, "ro", 0, "Error flags of the last run (cleared by START).",
+                 (Field("DMA_WRITE", 0, 1, "a write DMA completion carried an AXI error"),
+                  Field("BAD_INSN", 1, 1, "an instruction had an unknown opcode or memory "
+                        "type (it was skipped)"),
+                  Field("BAD_PAD", 2, 1, "padding on a LOAD of WGT/UOP or on a STORE "
+                        "(ignored)"),
+                  Field("AXI_READ", 8, 1, "an AXI read returned SLVERR or DECERR"),
+                  Field("AXI_WRITE", 9, 1, "an AXI write response was SLVERR or DECERR"),
+                  Field("BAD_ADDR", 10, 1, "START with INSN_ADDR not 16-byte aligned: "
+                        "the run was refused"))),
         Register("MAGIC", 0x20, "ro", MAGIC, "Constant 'PVTA' (0x41545650): identifies the core."),
         Register("VERSION", 0x24, "ro", REGMAP_VERSION, "Register-map layout version."),
         Register("ID_HASH", 0x28, "ro", fingerprint_hash(cfg),
@@ -199,7 +202,7 @@ def register_map(cfg=None) -> RegisterMap:
                  "Command-queue depth (bits 0-15) and dependency-queue depth (bits 16-31).",
                  (Field("CMD_DEPTH", 0, 16, ""), Field("DEP_DEPTH", 16, 16, ""))),
     ]
-    for i, (name, doc) in enumerate(COUNTER_NAMES):
-        regs.append(Register(name, 0x40 + REG_BYTES * i, "ro", 0,
-                             f"Performance counter: {doc} (last run, saturating)."))
+    for name, offset in counter_registers():
+        regs.append(Register(name.upper(), offset, "ro", 0,
+                             f"Performance counter {name!r} of the last run (see hw/core.py)."))
     return RegisterMap(cfg, regs)
