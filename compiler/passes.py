@@ -12,7 +12,7 @@ import numpy as np
 from .ir import Graph, Node, Value
 
 __all__ = ["fold_constants", "infer_shapes", "fold_batchnorm", "eliminate_dead_code",
-           "IMPORT_PASSES", "run_passes"]
+           "dense_as_conv1x1", "IMPORT_PASSES", "QUANTIZE_PASSES", "run_passes"]
 
 
 def fold_constants(graph: Graph) -> Graph:
@@ -122,6 +122,51 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     graph.values = {k: v for k, v in graph.values.items() if k in names}
     return graph
 
+
+def dense_as_conv1x1(graph: Graph) -> Graph:
+    """Rewrite ``Flatten(x: N,C,1,1) -> Gemm`` as ``Conv 1x1 -> Flatten`` (keeps NCHW on the accelerator)."""
+    consumers = graph.consumers()
+    out_names = {v.name for v in graph.outputs}
+    replace: dict = {}
+    for flat in graph.nodes:
+        if flat.op not in ("Flatten", "Reshape") or flat.domain:
+            continue
+        x, y = flat.inputs[0], flat.outputs[0]
+        xs, ys = graph.values[x].shape, graph.values[y].shape
+        if len(xs) != 4 or xs[2:] != (1, 1) or ys != xs[:2] or y in out_names:
+            continue
+        users = consumers.get(y, [])
+        if len(users) != 1 or users[0].op != "Gemm":
+            continue
+        gemm = users[0]
+        a = gemm.attrs
+        w = graph.initializers.get(gemm.inputs[1])
+        c = graph.initializers.get(gemm.inputs[2]) if len(gemm.inputs) > 2 and gemm.inputs[2] \
+            else np.zeros(1, np.float32)
+        if a["transA"] or w is None or c is None or c.size not in (1, w.shape[1 - a["transB"]]):
+            continue
+        w = (w if a["transB"] else w.T) * a["alpha"]
+        bias = np.broadcast_to(c.reshape(-1) * a["beta"], (w.shape[0],)).astype(w.dtype)
+        w_name, b_name, mid = f"{gemm.name}/w1x1", f"{gemm.name}/b1x1", f"{gemm.name}/conv_out"
+        graph.initializers[w_name] = w.reshape(w.shape + (1, 1)).astype(w.dtype)
+        graph.initializers[b_name] = bias
+        graph.values[w_name] = Value(w_name, w.shape + (1, 1), w.dtype)
+        graph.values[b_name] = Value(b_name, bias.shape, w.dtype)
+        out = gemm.outputs[0]
+        graph.values[mid] = Value(mid, (xs[0], w.shape[0], 1, 1), graph.values[out].dtype)
+        conv = Node("Conv", gemm.name, [x, w_name, b_name], [mid],
+                    {"auto_pad": "NOTSET", "dilations": [1, 1], "group": 1,
+                     "kernel_shape": [1, 1], "pads": [0, 0, 0, 0], "strides": [1, 1]})
+        flat2 = Node("Flatten", flat.name, [mid], [out], {"axis": 1})
+        replace[id(flat)] = []
+        replace[id(gemm)] = [conv, flat2]
+    if replace:
+        graph.nodes = [m for n in graph.nodes for m in replace.get(id(n), [n])]
+    return eliminate_dead_code(graph)
+
+
+#: What ``quantize`` expects to have run (accelerator-friendly rewrites), in order.
+QUANTIZE_PASSES = [dense_as_conv1x1, eliminate_dead_code]
 
 #: What ``import_model`` runs after its folding / shape-inference walk, in order.
 IMPORT_PASSES = [fold_batchnorm, eliminate_dead_code]
