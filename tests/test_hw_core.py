@@ -99,3 +99,132 @@ def test_gemm_program():
     exp = np.clip(res >> 4, -128, 127).astype(np.int8).reshape(-1)
     got = b.read(MemType.OUT, out_addr, 4)
     assert np.array_equal(got, exp)
+
+
+def test_gemm_program_with_stalls():
+    b = _builder()
+    gemm_program(b, np.random.default_rng(2), m=2, k=3, n=2)
+    run_both(b, stall=0.4, seed=7)
+
+
+def _identity_wgt(b):
+    cfg = b.cfg
+    eye = np.eye(cfg.block_out, cfg.block_in, dtype=np.int8)[None]
+    return b.put(MemType.WGT, eye)
+
+
+def test_padded_inp_load():
+    """Padding on every side, with a row stride: observed through GEMM with identity weights."""
+    cfg = TINY
+    b = _builder()
+    rng = np.random.default_rng(3)
+    y, x, stride, pad = 2, 3, 5, (1, 2, 2, 1)
+    src = rng.integers(-100, 100, size=(y * stride, cfg.batch, cfg.block_in), dtype=np.int8)
+    rows, cols = pad[0] + y + pad[1], pad[2] + x + pad[3]
+    n = rows * cols
+    a_addr = b.put(MemType.INP, src)
+    w_addr = _identity_wgt(b)
+    out_addr = b.reserve(MemType.OUT, n)
+    kernel = b.uop_kernel([(e, e, 0) for e in range(n)])
+    uops = b.load_uops(kernel)
+    b.load(MemType.INP, 1, a_addr, y, x, stride, pad=pad)
+    b.load(MemType.WGT, 0, w_addr, 1, 1, push_next_dep=True)
+    b.gemm(uops, reset=True)
+    b.gemm(uops, src=(0, 0), pop_prev_dep=True)
+    # The uops read inp[e] but the block starts at 1: shift the source by one via src factor.
+    b.insns[-1] = b.insns[-1].__class__(**{**b.insns[-1].__dict__, "src_factor_out": 1,
+                                           "push_next_dep": True})
+    b.store(0, out_addr, 1, n, pop_prev_dep=True, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    run_both(b)
+    got = b.read(MemType.OUT, out_addr, n).reshape(rows, cols, -1)
+    assert np.all(got[0] == 0) and np.all(got[:, :2] == 0) and np.any(got != 0)
+
+
+def test_padded_acc_load_and_unaligned_uops():
+    """ACC padding; micro-ops loaded from odd indices in two strided rows."""
+    cfg = TINY
+    b = _builder()
+    rng = np.random.default_rng(4)
+    lanes = cfg.batch * cfg.block_out
+    y, x, pad = 2, 2, (1, 1, 1, 2)
+    rows, cols = pad[0] + y + pad[1], pad[2] + x + pad[3]
+    n = rows * cols
+    acc = rng.integers(-1000, 1000, size=(y * x + 3, lanes), dtype=np.int32)
+    acc_addr = b.put(MemType.ACC, acc)
+    out_addr = b.reserve(MemType.OUT, n)
+    # Kernel words 1..3 and 6..8 (two rows of 3, stride 5) hold the uops for elements 0..5;
+    # the rest are decoys that must not be loaded.
+    uops = [(e, 0, 0) for e in range(n)]
+    words = [(0, 0, 0)] * 1 + uops[0:3] + [(1, 1, 1)] * 2 + uops[3:6] + [(2, 2, 2)]
+    kernel = b.uop_kernel(words)
+    b.load(MemType.UOP, 0, kernel.dram_elem + 1, 2, 3, 5)
+    rest = b.uop_kernel(uops[6:])
+    b.load(MemType.UOP, 6, rest.dram_elem, 1, len(uops) - 6)
+    b.load(MemType.ACC, 0, acc_addr + 1, y, x, x + 1, pad=pad)
+    b.alu(AluOp.ADD, (0, n), imm=5, push_next_dep=True)
+    b.store(0, out_addr, 1, n, pop_prev_dep=True, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    run_both(b)
+
+
+def test_alu_back_to_back_hazards():
+    """Each micro-op reads and writes what the previous one(s) wrote: the bypass must give
+    the functional simulator's sequential result at one micro-op per cycle."""
+    b = _builder()
+    rng = np.random.default_rng(5)
+    lanes = TINY.batch * TINY.block_out
+    acc = rng.integers(-50, 50, size=(4, lanes), dtype=np.int32)
+    acc_addr = b.put(MemType.ACC, acc)
+    out_addr = b.reserve(MemType.OUT, 4)
+    kernel = b.uop_kernel([(0, 1, 0), (1, 0, 0), (0, 0, 0), (2, 0, 0), (2, 2, 0), (3, 2, 0)])
+    uops = b.load_uops(kernel)
+    b.load(MemType.ACC, 0, acc_addr, 1, 4)
+    b.alu(AluOp.ADD, uops, iter_out=3, iter_in=2)                  # tensor, chained
+    b.alu(AluOp.MAX, (0, 2), iter_out=2, dst=(2, 0), src=(0, 2))   # reduction-like
+    b.alu(AluOp.SHR, uops, imm=1)
+    b.alu(AluOp.ADD, (0, 3), iter_in=3, imm=-3, push_next_dep=True)  # same dst repeatedly
+    b.store(0, out_addr, 1, 4, pop_prev_dep=True, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    run_both(b)
+
+
+def test_virtual_threads():
+    """Double-buffered GEMM: load, compute and store overlap, ordered only by tokens."""
+    cfg = TINY
+    b = _builder()
+    rng = np.random.default_rng(6)
+    T, tiles = 4, 2
+    inp = rng.integers(-128, 128, size=(T, tiles, cfg.batch, cfg.block_in), dtype=np.int8)
+    wgt = rng.integers(-128, 128, size=(1, cfg.block_out, cfg.block_in), dtype=np.int8)
+    i_addr = b.put(MemType.INP, inp)
+    w_addr = b.put(MemType.WGT, wgt)
+    o_addr = b.reserve(MemType.OUT, T * tiles)
+    gk = b.uop_kernel([(e, e, 0) for e in range(tiles)])
+    g = b.load_uops(gk)
+    b.load(MemType.WGT, 0, w_addr, 1, 1)
+    for t in range(T):
+        h = (t % 2) * tiles
+        b.load(MemType.INP, h, i_addr + t * tiles, 1, tiles, pop_next_dep=t >= 2,
+               push_next_dep=True)
+        b.gemm(g, dst=(h, 0), reset=True, iter_out=1, pop_prev_dep=True, pop_next_dep=t >= 2)
+        b.gemm(g, dst=(h, 0), src=(h, 0), iter_out=1, push_prev_dep=t + 2 < T)
+        b.insns[-1] = b.insns[-1].__class__(**{**b.insns[-1].__dict__, "dst_factor_out": h,
+                                               "src_factor_out": h})
+        b.alu(AluOp.SHR, g, imm=6, dst=(h, 0), src=(h, 0))
+        b.insns[-1] = b.insns[-1].__class__(**{**b.insns[-1].__dict__, "dst_factor_out": h,
+                                               "push_next_dep": True})
+        b.store(h, o_addr + t * tiles, 1, tiles, pop_prev_dep=True, push_prev_dep=True)
+    b.sync("compute", pop_next_dep=True)
+    b.finish(pop_next_dep=True)
+    run_both(b, stall=0.2, seed=1)
+
+
+@pytest.mark.parametrize("changes", [dict(log_batch=1),
+                                     dict(log_block=4, axi_data_width=128)],
+                         ids=["batch2", "block16-axi128"])
+def test_other_configs(changes):
+    cfg = TINY.replace(**changes)
+    b = _builder(cfg)
+    gemm_program(b, np.random.default_rng(7), m=2, k=2, n=2)
+    run_both(b, stall=0.2, seed=2)
