@@ -1,0 +1,189 @@
+"""Analytical cost model of the accelerator, used to choose tilings and to estimate cycles.
+
+Per instruction (``insn_cycles``):
+
+* LOAD / STORE: a fixed DRAM latency per instruction, a small per-row overhead, one cycle per
+  AXI beat of data (``bytes / axi_bytes``) and one cycle per padded element written;
+* GEMM / ALU: one micro-op per cycle (``iter_out * iter_in * (uop_end - uop_bgn)``) plus a
+  pipeline fill overhead;
+* token-only instructions and FINISH: one cycle.
+
+:func:`simulate` runs an instruction stream through a model of the decoupled load / compute /
+store modules (in-order fetch into bounded command queues, the four token queues), so the
+overlap that the two virtual threads buy is part of the estimate. If a calibrated timing model
+``pyvta.sim.timing`` exists it is used instead of these constants (see :func:`insn_cycles`).
+
+:func:`conv_tile_cost` is the closed-form estimate used to compare tilings of one convolution.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass, field
+
+from ..hw.isa import MemType, Opcode
+
+__all__ = ["DRAM_LATENCY", "ROW_OVERHEAD", "PIPE_OVERHEAD", "FETCH_CYCLES", "insn_cycles",
+           "simulate", "Timing", "conv_tile_cost", "compute_bound"]
+
+#: Cycles from a DMA request to its first data beat (and store acknowledge).
+DRAM_LATENCY = 32
+#: Cycles of overhead per row of a 2-D LOAD/STORE (a new burst).
+ROW_OVERHEAD = 2
+#: Cycles to fill the GEMM/ALU pipelines per instruction.
+PIPE_OVERHEAD = 4
+#: Cycles for fetch to read and dispatch one 128-bit instruction.
+FETCH_CYCLES = 2
+
+
+def _elem_bytes(cfg, mt):
+    return {MemType.UOP: cfg.uop_elem_bytes, MemType.INP: cfg.inp_elem_bytes,
+            MemType.WGT: cfg.wgt_elem_bytes, MemType.ACC: cfg.acc_elem_bytes,
+            MemType.OUT: cfg.out_elem_bytes}[mt]
+
+
+def insn_cycles(cfg, insn) -> int:
+    """Estimated execution cycles of one instruction on its module."""
+    op = insn.opcode
+    if op in (Opcode.LOAD, Opcode.STORE):
+        if insn.x_size == 0 or insn.y_size == 0:
+            return 1
+        eb = _elem_bytes(cfg, insn.memory_type)
+        data = insn.x_size * insn.y_size * eb
+        pads = 0
+        if op is Opcode.LOAD:
+            rows = insn.y_pad_0 + insn.y_size + insn.y_pad_1
+            cols = insn.x_pad_0 + insn.x_size + insn.x_pad_1
+            pads = rows * cols - insn.x_size * insn.y_size
+        return DRAM_LATENCY + ROW_OVERHEAD * insn.y_size + math.ceil(data / cfg.axi_bytes) + pads
+    if op in (Opcode.GEMM, Opcode.ALU):
+        return PIPE_OVERHEAD + insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+    return 1
+
+
+def _module(insn) -> str:
+    if insn.opcode is Opcode.LOAD:
+        return "load" if insn.memory_type in (MemType.INP, MemType.WGT) else "compute"
+    if insn.opcode is Opcode.STORE:
+        return "store"
+    return "compute"
+
+
+_POPS = {"load": {"pop_next_dep": "c2l"}, "compute": {"pop_prev_dep": "l2c", "pop_next_dep": "s2c"},
+         "store": {"pop_prev_dep": "c2s"}}
+_PUSHES = {"load": {"push_next_dep": "l2c"},
+           "compute": {"push_prev_dep": "c2l", "push_next_dep": "c2s"},
+           "store": {"push_prev_dep": "s2c"}}
+
+
+@dataclass
+class Timing:
+    """Result of :func:`simulate`: total cycles, per-instruction end times, module busy time."""
+    total: int
+    end: list
+    busy: dict = field(default_factory=dict)
+
+
+def simulate(cfg, insns, cycles=None) -> Timing:
+    """Estimate the cycles of a program on the decoupled architecture (see the module doc).
+
+    ``cycles(cfg, insn)`` overrides :func:`insn_cycles`.
+    """
+    cycles = cycles or _default_cycles()
+    n = len(insns)
+    mods = [_module(i) for i in insns]
+    cost = [cycles(cfg, i) for i in insns]
+    queues = {m: collections.deque() for m in ("load", "compute", "store")}
+    started = {m: [] for m in queues}
+    dispatched = {m: 0 for m in queues}
+    tokens = {t: collections.deque() for t in ("l2c", "c2l", "c2s", "s2c")}
+    free = {m: 0 for m in queues}
+    busy = {m: 0 for m in queues}
+    dispatch_t = [0] * n
+    end = [0] * n
+    pc, last_fetch, depth = 0, 0, cfg.cmd_queue_depth
+    done = 0
+    while done < n:
+        progress = False
+        while pc < n:
+            m = mods[pc]
+            k = dispatched[m]
+            if k - len(started[m]) >= depth:
+                break
+            slot = started[m][k - depth] if k >= depth else 0
+            last_fetch = max(last_fetch + FETCH_CYCLES, slot)
+            dispatch_t[pc] = last_fetch
+            queues[m].append(pc)
+            dispatched[m] += 1
+            pc += 1
+            progress = True
+        for m, q in queues.items():
+            while q:
+                idx = q[0]
+                insn = insns[idx]
+                pops = [t for f, t in _POPS[m].items() if getattr(insn, f)]
+                if any(not tokens[t] for t in pops):
+                    break
+                start = max([free[m], dispatch_t[idx]] + [tokens[t].popleft() for t in pops])
+                end[idx] = start + cost[idx]
+                free[m] = end[idx]
+                busy[m] += cost[idx]
+                started[m].append(start)
+                for f, t in _PUSHES[m].items():
+                    if getattr(insn, f):
+                        tokens[t].append(end[idx])
+                q.popleft()
+                done += 1
+                progress = True
+        if not progress:
+            raise RuntimeError(f"cost model: the program deadlocks at instruction {pc}")
+    return Timing(max(end) if end else 0, end, busy)
+
+
+def _default_cycles():
+    """The calibrated per-instruction model of ``pyvta.sim.timing`` if present, else ours."""
+    try:
+        from ..sim import timing  # provided by the RTL calibration work, when it exists
+        fn = getattr(timing, "insn_cycles", None)
+        if callable(fn):
+            return fn
+    except ImportError:
+        pass
+    return insn_cycles
+
+
+def compute_bound(cfg, macs: int) -> float:
+    """Cycles if the GEMM core did useful MACs every cycle."""
+    return macs / cfg.macs_per_cycle
+
+
+def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu) -> float:
+    """Closed-form cycles of a convolution tiled as ``th x tw x tob`` with ``tcb``-block steps.
+
+    Double buffering overlaps a step's loads with the previous step's GEMM, so a tile costs
+    ``max(loads, GEMMs + ALU)``; a tile's stores overlap the next tile. Partial edge tiles are
+    accounted for by using the average tile size.
+    """
+    nb = -(-g.n // cfg.batch)
+    n_rt, n_ct = -(-g.ho // th), -(-g.wo // tw)
+    n_ot = -(-len(ncb) // tob)
+    th_a, tw_a, tob_a = g.ho / n_rt, g.wo / n_ct, len(ncb) / n_ot
+    ncb_a = sum(ncb) / len(ncb)
+    steps = -(-max(ncb) // tcb)
+    tcb_a = ncb_a / steps
+    kk = g.kh * g.kw
+    r = (th_a - 1) * g.sh + (g.kh - 1) * g.dh + 1
+    cw = (tw_a - 1) * g.sw + (g.kw - 1) * g.dw + 1
+    nblk = (tob_a - 1) * delta + tcb_a
+    ab = cfg.axi_bytes
+    load_step = (nblk + 1) * DRAM_LATENCY + nblk * r * ROW_OVERHEAD + \
+        (nblk * r * cw * cfg.inp_elem_bytes + tob_a * tcb_a * kk * cfg.wgt_elem_bytes) / ab
+    p = th_a * tw_a
+    gemm_step = tob_a * p * tcb_a * kk + PIPE_OVERHEAD
+    extra = (1 + n_alu) * (tob_a * p + PIPE_OVERHEAD) + \
+        n_params * (DRAM_LATENCY + tob_a * cfg.acc_elem_bytes / ab)
+    store = tob_a * (DRAM_LATENCY + th_a * ROW_OVERHEAD + p * cfg.out_elem_bytes / ab)
+    tile = max(steps * load_step, steps * gemm_step + extra, store)
+    n_tiles = nb * n_rt * n_ct * n_ot
+    return n_tiles * tile + load_step + store

@@ -1,0 +1,356 @@
+"""Lowering of a quantized convolution (and of everything expressed as one: dense layers,
+average pooling) to GEMM + ALU instructions, tiled for the configuration's buffers.
+
+Data on chip, per virtual-thread half (see ``emit.py``):
+
+* INP: ``[cb][row][col]`` -- the input window of the tile for ``cb`` channel blocks, zero
+  padding written by the LOAD's pad fields (``R x Cw`` elements per block);
+* WGT: ``[ob][cb][i][j]`` -- the tile's weight blocks;
+* ACC: ``[ob][oh][ow]`` accumulators of the output tile, then one vector per per-channel ALU
+  operand (``[param][ob]``).
+
+A tile is ``th`` output rows x ``tw`` output columns x ``tob`` output-channel blocks; its
+reduction runs in steps of ``tcb`` input-channel blocks, each step one load step (INP + WGT
+loads) and one GEMM instruction. After the last step the ALU requantizes the tile and it is
+stored. Grouped and depthwise convolutions keep, for every output block, only the input blocks
+its groups read (depthwise: one block, a diagonal weight block).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...hw.isa import AluOp, MemType
+from ..layout import ceil_div, pack_weight
+from ..qops import QConv2d
+from .emit import Emitter, LoweringError
+from .requant import requant_passes
+
+__all__ = ["ConvGeom", "ConvPlan", "plan_conv", "lower_conv", "gemm_kernel"]
+
+MAX_PAD = 15  # LOAD pad fields are 4 bits
+
+
+@dataclass
+class ConvGeom:
+    """Shapes of one convolution, in elements and blocks."""
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    pb: int
+    pr: int
+    dh: int
+    dw: int
+    groups: int
+    ho: int
+    wo: int
+
+    @classmethod
+    def of(cls, qop: QConv2d, in_shape) -> "ConvGeom":
+        n, c, h, w = in_shape
+        o, cg, kh, kw = qop.weight.shape
+        sh, sw = qop.stride
+        pt, pl, pb, pr = qop.pads
+        dh, dw = qop.dilation
+        ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+        return cls(n, c, h, w, o, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, qop.groups, ho, wo)
+
+    def rows(self, th):
+        return (th - 1) * self.sh + (self.kh - 1) * self.dh + 1
+
+    def cols(self, tw):
+        return (tw - 1) * self.sw + (self.kw - 1) * self.dw + 1
+
+
+def block_ranges(g: ConvGeom, cfg) -> tuple[list, list]:
+    """For each output-channel block: first input-channel block and number of blocks it reads."""
+    bi, bo = cfg.block_in, cfg.block_out
+    cg, og = g.c // g.groups, g.o // g.groups
+    cb0, ncb = [], []
+    for ob in range(ceil_div(g.o, bo)):
+        o_lo, o_hi = ob * bo, min(g.o, (ob + 1) * bo) - 1
+        c_lo, c_hi = (o_lo // og) * cg, (o_hi // og + 1) * cg
+        cb0.append(c_lo // bi)
+        ncb.append(ceil_div(c_hi, bi) - c_lo // bi)
+    return cb0, ncb
+
+
+def _ob_tiles(cb0, ncb, tob):
+    """Split output blocks into tiles of ``tob``; None unless every tile reads an affine set of
+    input blocks (same count, constant offset ``delta`` between consecutive output blocks)."""
+    tiles = []
+    for s in range(0, len(cb0), tob):
+        e = min(s + tob, len(cb0))
+        if len(set(ncb[s:e])) != 1:
+            return None
+        deltas = {cb0[i + 1] - cb0[i] for i in range(s, e - 1)}
+        if len(deltas) > 1 or (deltas and min(deltas) < 0):
+            return None
+        tiles.append((s, e, deltas.pop() if deltas else 0))
+    return tiles
+
+
+def _mode(tob, th, tw):
+    """Micro-op order keeping consecutive micro-ops on different accumulators (VTA's rule)."""
+    if tw >= 3:
+        return "A"
+    if th * tw >= 3:
+        return "B"
+    return "C"
+
+
+def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0):
+    """Micro-ops and GEMM loop of one tile variant; returns ``(uops, loop_kwargs)``.
+
+    Micro-op order is reduction-major with output columns innermost (mode A), output positions
+    innermost (B) or output blocks, rows, columns innermost (C), whichever keeps the destination
+    of a micro-op different from the previous two.
+    """
+    kk = g.kh * g.kw
+    r, cw = g.rows(th), g.cols(tw)
+    p = th * tw
+    src_ob = delta * r * cw
+    reds = [((cb * g.kh + i) * g.kw + j, cb * r * cw + i * g.dh * cw + j * g.dw)
+            for cb in range(tcb) for i in range(g.kh) for j in range(g.kw)]
+    mode = _mode(tob, th, tw)
+    if mode == "A":
+        uops = [(dst0 + ow, src0 + s + ow * g.sw, wgt0 + red)
+                for red, s in reds for ow in range(tw)]
+        loop = dict(iter_out=tob, iter_in=th, dst=(p, tw), src=(src_ob, g.sh * cw),
+                    wgt=(tcb * kk, 0))
+    elif mode == "B":
+        uops = [(dst0 + oh * tw + ow, src0 + s + oh * g.sh * cw + ow * g.sw, wgt0 + red)
+                for red, s in reds for oh in range(th) for ow in range(tw)]
+        loop = dict(iter_out=tob, iter_in=1, dst=(p, 0), src=(src_ob, 0), wgt=(tcb * kk, 0))
+    else:
+        uops = [(dst0 + ob * p + oh * tw + ow,
+                 src0 + ob * src_ob + s + oh * g.sh * cw + ow * g.sw,
+                 wgt0 + ob * tcb * kk + red)
+                for red, s in reds for ob in range(tob) for oh in range(th) for ow in range(tw)]
+        loop = dict(iter_out=1, iter_in=1, dst=(0, 0), src=(0, 0), wgt=(0, 0))
+    return uops, loop
+
+
+@dataclass
+class ConvPlan:
+    """A tiling: ``th`` x ``tw`` outputs, ``tob`` output blocks, ``tcb`` input blocks per step."""
+    th: int
+    tw: int
+    tob: int
+    tcb: int
+    cost: float = 0.0
+
+    def to_dict(self):
+        return {"th": self.th, "tw": self.tw, "tob": self.tob, "tcb": self.tcb,
+                "cost": self.cost}
+
+
+def _kernel_size(g, tcb, tob, th, tw):
+    mode = _mode(tob, th, tw)
+    n = tcb * g.kh * g.kw * tw
+    if mode in "BC":
+        n *= th
+    if mode == "C":
+        n *= tob
+    return n
+
+
+def _variants(total, tile):
+    return {tile} | ({total % tile} if total % tile else set())
+
+
+def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv") -> ConvPlan:
+    """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits."""
+    from ..cost import conv_tile_cost
+    em_half = dict(inp=cfg.inp_depth // 2, wgt=cfg.wgt_depth // 2, acc=cfg.acc_depth // 2)
+    kk = g.kh * g.kw
+    ob_total = len(cb0)
+    best = None
+    tob_cands = [t for t in range(1, ob_total + 1) if _ob_tiles(cb0, ncb, t) is not None]
+    ncb_max = max(ncb)
+    for tob in tob_cands:
+        tiles = _ob_tiles(cb0, ncb, tob)
+        delta = max(d for _, _, d in tiles)
+        for tw in sorted({g.wo} | {ceil_div(g.wo, k) for k in range(2, 9)}, reverse=True):
+            for th in range(1, g.ho + 1):
+                if th > 1 and ceil_div(g.ho, th) == ceil_div(g.ho, th - 1):
+                    continue  # same number of row tiles as a smaller, cheaper-to-fit th
+                if tob * (th * tw + n_params) > em_half["acc"]:
+                    break
+                r, cw = g.rows(th), g.cols(tw)
+                # The largest reduction step that fits INP and WGT; balanced so steps are even.
+                tcb_fit = min(ncb_max, em_half["wgt"] // (tob * kk),
+                              em_half["inp"] // (r * cw) - (tob - 1) * delta)
+                if tcb_fit < 1:
+                    break
+                nsteps = ceil_div(ncb_max, tcb_fit)
+                tcb = ceil_div(ncb_max, nsteps)
+                steps_per_tile = nsteps
+                par = 2 if steps_per_tile == 1 else 4
+                uops = 0
+                for tcb_v in _variants(ncb_max, tcb) | {min(n, tcb) for n in set(ncb)}:
+                    for tob_v in _variants(ob_total, tob):
+                        for th_v in _variants(g.ho, th):
+                            for tw_v in _variants(g.wo, tw):
+                                uops += _kernel_size(g, tcb_v, tob_v, th_v, tw_v)
+                if uops * par + 8 > cfg.uop_depth:
+                    continue
+                cost = conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu)
+                if best is None or cost < best.cost:
+                    best = ConvPlan(th, tw, tob, tcb, cost)
+    if best is None:
+        raise LoweringError(
+            f"{name}: no tiling of this convolution ({g.c}->{g.o} channels, {g.h}x{g.w} input, "
+            f"{g.kh}x{g.kw} kernel) fits the buffers of configuration {cfg.fingerprint} "
+            f"(INP {cfg.inp_depth}, WGT {cfg.wgt_depth}, ACC {cfg.acc_depth}, "
+            f"UOP {cfg.uop_depth} elements)")
+    return best
+
+
+def _expand_groups(weight: np.ndarray, groups: int, c: int) -> np.ndarray:
+    """Dense OIHW weights with zeros outside each output channel's group."""
+    if groups == 1:
+        return weight
+    o, cg, kh, kw = weight.shape
+    og = o // groups
+    dense = np.zeros((o, c, kh, kw), np.int8)
+    for gi in range(groups):
+        dense[gi * og:(gi + 1) * og, gi * cg:(gi + 1) * cg] = weight[gi * og:(gi + 1) * og]
+    return dense
+
+
+def _param_vectors(cfg, vec: np.ndarray) -> np.ndarray:
+    """A per-channel int32 vector as ACC elements ``(O/BO, BATCH, BO)`` (batch-replicated)."""
+    ob = ceil_div(vec.size, cfg.block_out)
+    v = np.zeros(ob * cfg.block_out, np.int32)
+    v[:vec.size] = vec
+    return np.ascontiguousarray(
+        np.broadcast_to(v.reshape(ob, 1, cfg.block_out), (ob, cfg.batch, cfg.block_out)))
+
+
+def check_conv(qop: QConv2d, in_shape, name: str):
+    """Validate a convolution's attributes against what the hardware can do."""
+    if len(in_shape) != 4:
+        raise LoweringError(f"{name}: convolution input must be NCHW, not shape {in_shape}")
+    w = np.asarray(qop.weight)
+    if w.dtype != np.int8 or w.ndim != 4:
+        raise LoweringError(f"{name}: weight must be int8 OIHW, not {w.dtype} {w.shape}")
+    if qop.groups < 1 or in_shape[1] % qop.groups or w.shape[0] % qop.groups \
+            or w.shape[1] * qop.groups != in_shape[1]:
+        raise LoweringError(f"{name}: weight {w.shape} with groups={qop.groups} does not match "
+                            f"{in_shape[1]} input channels")
+    if any(p < 0 or p > MAX_PAD for p in qop.pads):
+        raise LoweringError(f"{name}: pads {tuple(qop.pads)} must each be in [0, {MAX_PAD}] "
+                            f"(LOAD pad fields are 4 bits)")
+    if any(s < 1 for s in qop.stride) or any(d < 1 for d in qop.dilation):
+        raise LoweringError(f"{name}: stride {qop.stride} and dilation {qop.dilation} must be >= 1")
+
+
+def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
+               name: str = "conv", plan: ConvPlan | None = None) -> ConvPlan:
+    """Emit one convolution reading packed ``in_addr`` and writing packed ``out_addr``
+    (INP/OUT element addresses)."""
+    cfg = em.cfg
+    check_conv(qop, in_shape, name)
+    g = ConvGeom.of(qop, in_shape)
+    if g.ho < 1 or g.wo < 1:
+        raise LoweringError(f"{name}: output would be {g.ho}x{g.wo}")
+    kk = g.kh * g.kw
+    nb_total = ceil_div(g.n, cfg.batch)
+    cb_total = ceil_div(g.c, cfg.block_in)
+    ob_total = ceil_div(g.o, cfg.block_out)
+    cb0, ncb = block_ranges(g, cfg)
+
+    # Weights: per output block, only the input blocks it reads.
+    packed = pack_weight(_expand_groups(np.asarray(qop.weight), qop.groups, g.c), cfg)
+    rows = [packed[ob, cb0[ob]:cb0[ob] + ncb[ob]].reshape(-1, cfg.block_out, cfg.block_in)
+            for ob in range(ob_total)]
+    woff = np.concatenate([[0], np.cumsum([r.shape[0] for r in rows])]).astype(int)
+    w_addr = em.const(MemType.WGT, np.concatenate(rows))
+
+    passes = requant_passes(qop.requant, qop.bias, g.o)
+    vec_passes = [p for p in passes if p[2] is not None]
+    param_addr = [em.const(MemType.ACC, _param_vectors(cfg, p[2])) for p in vec_passes]
+
+    if plan is None:
+        plan = plan_conv(cfg, g, cb0, ncb, len(vec_passes), len(passes), name)
+    th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
+    ob_tiles = _ob_tiles(cb0, ncb, tob)
+    if ob_tiles is None:
+        raise LoweringError(f"{name}: tob={tob} does not split the groups evenly")
+
+    start = len(em.insns)
+    em.begin_op()
+    b = em.b
+    for nb in range(nb_total):
+        for oh0 in range(0, g.ho, th):
+            th_v = min(th, g.ho - oh0)
+            r = g.rows(th_v)
+            ih0 = oh0 * g.sh - g.pt
+            yp0, yp1 = max(0, -ih0), max(0, ih0 + r - g.h)
+            for ow0 in range(0, g.wo, tw):
+                tw_v = min(tw, g.wo - ow0)
+                cw = g.cols(tw_v)
+                iw0 = ow0 * g.sw - g.pl
+                xp0, xp1 = max(0, -iw0), max(0, iw0 + cw - g.w)
+                if r - yp0 - yp1 < 1 or cw - xp0 - xp1 < 1:
+                    raise LoweringError(f"{name}: a tile's input window lies entirely in the "
+                                        f"padding; reduce the pads")
+                p = th_v * tw_v
+                for ob_s, ob_e, delta in ob_tiles:
+                    tob_v = ob_e - ob_s
+                    n_red = ncb[ob_s]
+                    h_acc = em.tile()
+                    acc0 = h_acc * em.acc_half
+                    par0 = acc0 + tob * th * tw
+                    for k, addr in enumerate(param_addr):
+                        b.load(MemType.ACC, par0 + k * tob, addr + ob_s, 1, tob_v)
+                    b.gemm(em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), reset=True)
+                    for r0 in range(0, n_red, tcb):
+                        tcb_v = min(tcb, n_red - r0)
+                        h = em.load_step()
+                        inp0, wgt0 = h * em.inp_half, h * em.wgt_half
+                        nblk = (tob_v - 1) * delta + tcb_v
+                        for cl in range(nblk):
+                            cb = cb0[ob_s] + r0 + cl
+                            b.load(MemType.INP, inp0 + cl * r * cw,
+                                   in_addr + ((nb * cb_total + cb) * g.h + ih0 + yp0) * g.w
+                                   + iw0 + xp0,
+                                   r - yp0 - yp1, cw - xp0 - xp1, g.w, (yp0, yp1, xp0, xp1))
+                        b.load(MemType.WGT, wgt0, w_addr + woff[ob_s] + r0 * kk, tob_v,
+                               tcb_v * kk, n_red * kk)
+                        em.end_load_step()
+                        em.use_step()
+                        uops, loop = gemm_kernel(g, tcb_v, tob_v, th_v, tw_v, delta,
+                                                 acc0, inp0, wgt0)
+                        b.gemm(em.kernel(uops), **loop)
+                        em.end_use_step()
+                    k = 0
+                    for op, imm, vec in passes:
+                        if vec is None:
+                            b.alu(op, em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), imm=imm)
+                        else:
+                            b.alu(op, em.kernel([(acc0, par0 + k * tob, 0)]), tob_v, p,
+                                  dst=(p, 1), src=(1, 0))
+                            k += 1
+                    em.end_tile_compute()
+                    em.stores()
+                    for ol in range(tob_v):
+                        ob = ob_s + ol
+                        b.store(acc0 + ol * p,
+                                out_addr + ((nb * ob_total + ob) * g.ho + oh0) * g.wo + ow0,
+                                th_v, tw_v, g.wo)
+                    em.end_stores()
+    em.end_op(start, name)
+    return plan

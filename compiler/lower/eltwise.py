@@ -1,0 +1,89 @@
+"""Residual addition (:class:`~pyvta.compiler.qops.QAdd`) on GEMM + ALU.
+
+Both inputs and the output share one packed layout, so the tensor is processed as a flat run
+of elements in chunks. Each chunk: LOAD INP ``a`` and ``b``; GEMM reset; GEMM of ``a`` and of
+``b`` with diagonal weight blocks. When both multipliers fit int8 the weights are
+``mult_a * I`` and ``mult_b * I`` and both GEMMs accumulate into one region (the int8 x int8
+products are exact, as the reference's int32 products are); otherwise the weights are ``I``,
+``a`` and ``b`` land in two regions, and ALU MUL (immediate) and ADD (tensor) combine them.
+Then ADD rounding constant, SHR, MAX, MIN, STORE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...hw.isa import AluOp, MemType
+from ..layout import ceil_div, packed_elements
+from ..qops import QAdd
+from .emit import Emitter, LoweringError
+from .pool import identity_weight
+from .requant import IMM_MAX, IMM_MIN, _add_const
+
+__all__ = ["lower_add"]
+
+MAX_ITER = (1 << 14) - 1
+
+
+def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr: int,
+              name: str = "add"):
+    """Emit ``qop.reference(a, b)`` over packed tensors of logical ``shape``."""
+    cfg = em.cfg
+    for m, what in ((qop.mult_a, "mult_a"), (qop.mult_b, "mult_b")):
+        if not IMM_MIN <= int(m) <= IMM_MAX:
+            raise LoweringError(f"{name}: {what}={m} must be in [{IMM_MIN}, {IMM_MAX}]")
+    if not 0 <= qop.shift <= 16:
+        raise LoweringError(f"{name}: shift={qop.shift} must be in [0, 16]")
+    small = all(-128 <= int(m) <= 127 for m in (qop.mult_a, qop.mult_b))
+    total = packed_elements(shape, cfg)
+    regions = 1 if small else 2
+    chunk = min(em.inp_half // 2, em.acc_half // regions, MAX_ITER, total)
+    if chunk < 1:
+        raise LoweringError(f"{name}: the INP/ACC buffers are too small")
+    n_chunks = ceil_div(total, chunk)
+    chunk = ceil_div(total, n_chunks)  # even chunks
+    if small:
+        wblob = [identity_weight(cfg, qop.mult_a), identity_weight(cfg, qop.mult_b)]
+    else:
+        wblob = [identity_weight(cfg, 1), identity_weight(cfg, 1)]
+    w_addr = em.const(MemType.WGT, np.stack(wblob))
+    post = _add_const((1 << (qop.shift - 1)) if qop.shift else 0)
+    if qop.shift:
+        post.append((AluOp.SHR, qop.shift, None))
+    post += [(AluOp.MAX, qop.lo, None), (AluOp.MIN, qop.hi, None)]
+
+    start = len(em.insns)
+    em.begin_op()
+    b = em.b
+    for e0 in range(0, total, chunk):
+        n = min(chunk, total - e0)
+        h_acc = em.tile()
+        acc_a = h_acc * em.acc_half
+        acc_b = acc_a + (0 if small else chunk)
+        b.gemm(em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), reset=True)
+        if not small:
+            b.gemm(em.kernel([(acc_b, 0, 0)]), 1, n, dst=(0, 1), reset=True)
+        hs = em.load_step()
+        inp0, wgt0 = hs * em.inp_half, hs * em.wgt_half
+        b.load(MemType.INP, inp0, a_addr + e0, 1, n)
+        b.load(MemType.INP, inp0 + chunk, b_addr + e0, 1, n)
+        b.load(MemType.WGT, wgt0, w_addr, 1, 2)
+        em.end_load_step()
+        em.use_step()
+        b.gemm(em.kernel([(acc_a, inp0, wgt0)]), 1, n, dst=(0, 1), src=(0, 1))
+        b.gemm(em.kernel([(acc_b, inp0 + chunk, wgt0 + 1)]), 1, n, dst=(0, 1), src=(0, 1))
+        em.end_use_step()
+        if not small:
+            if qop.mult_a != 1:
+                b.alu(AluOp.MUL, em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), imm=qop.mult_a)
+            if qop.mult_b != 1:
+                b.alu(AluOp.MUL, em.kernel([(acc_b, 0, 0)]), 1, n, dst=(0, 1), imm=qop.mult_b)
+            b.alu(AluOp.ADD, em.kernel([(acc_a, acc_b, 0)]), 1, n, dst=(0, 1), src=(0, 1))
+        for op, imm, _ in post:
+            b.alu(op, em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), imm=imm)
+        em.end_tile_compute()
+        em.stores()
+        b.store(acc_a, out_addr + e0, 1, n)
+        em.end_stores()
+    em.end_op(start, name)
+    return {"chunk": chunk, "small_mult": small}

@@ -1,0 +1,74 @@
+"""Requantization on the ALU: :func:`pyvta.compiler.qops.requantize` as a list of ALU passes.
+
+Each pass is ``(AluOp, imm, vector)``: either an immediate (the same value for every channel,
+fitting the ALU's signed 16-bit immediate) or a per-channel int32 vector that the lowering loads
+into the accumulator buffer and uses as the ALU's tensor operand.
+
+When ``pre_shift == 0`` the bias and the rounding constant fold into one per-channel addend:
+``(acc + bias) * m + r == acc * m + (bias * m + r)`` holds exactly in int32 wrap-around
+arithmetic (it is ring arithmetic modulo 2**32), which saves one ALU pass per element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...hw.isa import AluOp
+from ..qops import Requant, wrap32
+
+__all__ = ["requant_passes", "IMM_MIN", "IMM_MAX"]
+
+IMM_MIN, IMM_MAX = -(1 << 15), (1 << 15) - 1
+
+
+def _operand(op: AluOp, values: np.ndarray):
+    """``(op, imm, None)`` when every channel shares one value that fits the immediate."""
+    values = wrap32(values)
+    if np.all(values == values[0]) and IMM_MIN <= int(values[0]) <= IMM_MAX:
+        return (op, int(values[0]), None)
+    return (op, None, values.astype(np.int32))
+
+
+def _add_const(value: int) -> list:
+    """ADD of a scalar that may not fit 16 bits (the rounding constant 1 << 15)."""
+    passes = []
+    value = int(wrap32(np.array(value)))
+    while value:
+        step = max(IMM_MIN, min(IMM_MAX, value))
+        passes.append((AluOp.ADD, step, None))
+        value -= step
+    return passes
+
+
+def requant_passes(rq: Requant, bias, channels: int) -> list:
+    """ALU passes computing ``requantize(acc + bias, rq)`` for ``channels`` output channels."""
+    mult = np.broadcast_to(np.asarray(rq.mult, np.int64).reshape(-1), (channels,)) \
+        if np.asarray(rq.mult).size == 1 else np.asarray(rq.mult, np.int64).reshape(-1)
+    if mult.size != channels:
+        raise ValueError(f"requant multiplier has {mult.size} entries for {channels} channels")
+    bias = np.zeros(channels, np.int64) if bias is None else \
+        np.asarray(bias, np.int64).reshape(-1)
+    if bias.size != channels:
+        raise ValueError(f"bias has {bias.size} entries for {channels} channels")
+    rnd = (1 << (rq.shift - 1)) if rq.shift else 0
+    passes = []
+    if rq.pre_shift == 0:
+        if np.any(mult != 1):
+            passes.append(_operand(AluOp.MUL, mult))
+        addend = wrap32(bias * mult + rnd)
+        if np.any(addend != 0):
+            op = _operand(AluOp.ADD, addend)
+            passes += _add_const(op[1]) if op[2] is None else [op]
+    else:
+        if np.any(bias != 0):
+            op = _operand(AluOp.ADD, bias)
+            passes += _add_const(op[1]) if op[2] is None else [op]
+        passes.append((AluOp.SHR, rq.pre_shift, None))
+        if np.any(mult != 1):
+            passes.append(_operand(AluOp.MUL, mult))
+        passes += _add_const(rnd)
+    if rq.shift:
+        passes.append((AluOp.SHR, rq.shift, None))
+    passes.append((AluOp.MAX, rq.lo, None))
+    passes.append((AluOp.MIN, rq.hi, None))
+    return passes
