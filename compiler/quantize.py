@@ -223,10 +223,20 @@ class _Builder:
             return out, None, None, []
         return n.outputs[0], lo, hi, [n]
 
-    def emit(self, op, name, qop, inputs, out):
+    def emit(self, op, node, qop, inputs, out, fused=()):
         q = f"{out}_q"
-        self.nodes.append(Node(op, name, [self.int8(i) for i in inputs], [q],
-                               {"qop": qop, "scale": self.scale(out)}, domain=QUANT_DOMAIN))
+        # The float originals ride along so that the partitioner can put the operator back on
+        # the CPU if the accelerator cannot run it.
+        attrs = {"qop": qop, "scale": self.scale(out), "float_nodes": [node, *fused],
+                 "float_inputs": list(inputs), "in_scales": [self.scale(i) for i in inputs],
+                 "float_output": out,
+                 "float_consts": {i: self.g.initializers[i] for m in (node, *fused)
+                                  for i in m.inputs if i in self.g.initializers},
+                 "float_values": {v: self.g.values[v] for m in (node, *fused)
+                                  for v in list(m.inputs) + list(m.outputs) if v},
+                 "onnx_nodes": [m.name for m in (node, *fused)]}
+        self.nodes.append(Node(op, node.name, [self.int8(i) for i in inputs], [q], attrs,
+                               domain=QUANT_DOMAIN))
         self.values[q] = Value(q, self.g.values[out].shape, np.int8)
         self.qval[out] = q
 
@@ -254,7 +264,7 @@ def _conv_like(b: _Builder, n: Node, weight: np.ndarray, bias, x: str, make):
         raise QuantizeError(f"node {n.name!r}: the int32 accumulator can overflow")
     qop = make(wq, (bq + adjust).astype(np.int32), rq)
     b.fused.update(id(f) for f in fused)
-    return qop, out
+    return qop, out, fused
 
 
 def _match_conv(b, n):
@@ -263,10 +273,10 @@ def _match_conv(b, n):
         return None
     a = n.attrs
     pads = a["pads"]
-    qop, out = _conv_like(b, n, w, bias, n.inputs[0], lambda wq, bq, rq: qops.QConv2d(
+    qop, out, fused = _conv_like(b, n, w, bias, n.inputs[0], lambda wq, bq, rq: qops.QConv2d(
         wq, bq, rq, stride=tuple(a["strides"]), pads=(pads[0], pads[1], pads[2], pads[3]),
         dilation=tuple(a["dilations"]), groups=int(a["group"])))
-    return "QConv2d", qop, [n.inputs[0]], out
+    return "QConv2d", qop, [n.inputs[0]], out, fused
 
 
 def _match_dense(b, n):
@@ -289,8 +299,8 @@ def _match_dense(b, n):
             bias = np.broadcast_to(c.reshape(-1) * a["beta"], (w.shape[0],))
     else:
         w = w.T
-    qop, out = _conv_like(b, n, w, bias, x, lambda wq, bq, rq: qops.QDense(wq, bq, rq))
-    return "QDense", qop, [x], out
+    qop, out, fused = _conv_like(b, n, w, bias, x, lambda wq, bq, rq: qops.QDense(wq, bq, rq))
+    return "QDense", qop, [x], out, fused
 
 
 def _match_add(b, n):
@@ -310,7 +320,7 @@ def _match_add(b, n):
                             f"large for QAdd")
     qlo, qhi = b.clip_range(sy, lo, hi)
     b.fused.update(id(f) for f in fused)
-    return "QAdd", qops.QAdd(ma, mb, shift, qlo, qhi), [x, y], out
+    return "QAdd", qops.QAdd(ma, mb, shift, qlo, qhi), [x, y], out, fused
 
 
 def _match_maxpool(b, n):
@@ -322,7 +332,7 @@ def _match_maxpool(b, n):
     b.scales[n.outputs[0]] = b.scale(n.inputs[0])
     p = a["pads"]
     return "QMaxPool", qops.QMaxPool(tuple(a["kernel_shape"]), tuple(a["strides"]),
-                                     (p[0], p[1], p[2], p[3])), [n.inputs[0]], n.outputs[0]
+                                     (p[0], p[1], p[2], p[3])), [n.inputs[0]], n.outputs[0], []
 
 
 def _match_avgpool(b, n):
@@ -344,7 +354,7 @@ def _match_avgpool(b, n):
     s_in, s_out = b.scale(x), b.scale(out)
     rq, _ = _requant(b.mode, np.asarray([s_in / (window * s_out)]), np.asarray([128 * window]),
                      -128, 127)
-    return "QAvgPool", qops.QAvgPool(rq, kernel, stride, pads), [x], out
+    return "QAvgPool", qops.QAvgPool(rq, kernel, stride, pads), [x], out, []
 
 
 _MATCHERS = {"Conv": _match_conv, "Gemm": _match_dense, "MatMul": _match_dense,
@@ -384,8 +394,8 @@ def quantize(graph: Graph, calib: dict, *, mode: str = "per-channel", method: st
             b.nodes.append(n)
             b.fval.update(o for o in n.outputs if o)
             continue
-        op, qop, inputs, out = hit
-        b.emit(op, n.name, qop, inputs, out)
+        op, qop, inputs, out, fused = hit
+        b.emit(op, n, qop, inputs, out, fused)
         if progress:
             progress(f"quantize: {n.name} -> {op}")
     for v in graph.outputs:
