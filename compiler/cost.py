@@ -158,7 +158,7 @@ def compute_bound(cfg, macs: int) -> float:
     return macs / cfg.macs_per_cycle
 
 
-def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu) -> float:
+def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=None) -> float:
     """Closed-form cycles of a convolution tiled as ``th x tw x tob`` with ``tcb``-block steps.
 
     Double buffering overlaps a step's loads with the previous step's GEMM, so a tile costs
@@ -170,10 +170,12 @@ def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu) -> flo
     n_ot = -(-len(ncb) // tob)
     th_a, tw_a, tob_a = g.ho / n_rt, g.wo / n_ct, len(ncb) / n_ot
     ncb_a = sum(ncb) / len(ncb)
+    tkh = tkh or g.kh
     steps = -(-max(ncb) // tcb)
     tcb_a = ncb_a / steps
-    kk = g.kh * g.kw
-    r = (th_a - 1) * g.sh + (g.kh - 1) * g.dh + 1
+    steps *= -(-g.kh // tkh)
+    kk = tkh * g.kw
+    r = (th_a - 1) * g.sh + (tkh - 1) * g.dh + 1
     cw = (tw_a - 1) * g.sw + (g.kw - 1) * g.dw + 1
     nblk = (tob_a - 1) * delta + tcb_a
     ab = cfg.axi_bytes

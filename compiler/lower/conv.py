@@ -66,8 +66,9 @@ class ConvGeom:
         wo = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
         return cls(n, c, h, w, o, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, qop.groups, ho, wo)
 
-    def rows(self, th):
-        return (th - 1) * self.sh + (self.kh - 1) * self.dh + 1
+    def rows(self, th, kh=None):
+        kh = self.kh if kh is None else kh
+        return (th - 1) * self.sh + (kh - 1) * self.dh + 1
 
     def cols(self, tw):
         return (tw - 1) * self.sw + (self.kw - 1) * self.dw + 1
@@ -110,19 +111,20 @@ def _mode(tob, th, tw):
     return "C"
 
 
-def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0):
+def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None):
     """Micro-ops and GEMM loop of one tile variant; returns ``(uops, loop_kwargs)``.
 
     Micro-op order is reduction-major with output columns innermost (mode A), output positions
     innermost (B) or output blocks, rows, columns innermost (C), whichever keeps the destination
     of a micro-op different from the previous two.
     """
-    kk = g.kh * g.kw
-    r, cw = g.rows(th), g.cols(tw)
+    tkh = g.kh if tkh is None else tkh
+    kk = tkh * g.kw
+    r, cw = g.rows(th, tkh), g.cols(tw)
     p = th * tw
     src_ob = delta * r * cw
-    reds = [((cb * g.kh + i) * g.kw + j, cb * r * cw + i * g.dh * cw + j * g.dw)
-            for cb in range(tcb) for i in range(g.kh) for j in range(g.kw)]
+    reds = [((cb * tkh + i) * g.kw + j, cb * r * cw + i * g.dh * cw + j * g.dw)
+            for cb in range(tcb) for i in range(tkh) for j in range(g.kw)]
     mode = _mode(tob, th, tw)
     if mode == "A":
         uops = [(dst0 + ow, src0 + s + ow * g.sw, wgt0 + red)
@@ -144,21 +146,24 @@ def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0):
 
 @dataclass
 class ConvPlan:
-    """A tiling: ``th`` x ``tw`` outputs, ``tob`` output blocks, ``tcb`` input blocks per step."""
+    """A tiling: ``th`` x ``tw`` outputs, ``tob`` output blocks, ``tcb`` input blocks per step
+    (and ``tkh`` kernel rows per step, fewer than the kernel's only when one block's window
+    does not fit the INP buffer; then ``tcb == 1``)."""
     th: int
     tw: int
     tob: int
     tcb: int
     cost: float = 0.0
+    tkh: int = 0
 
     def to_dict(self):
         return {"th": self.th, "tw": self.tw, "tob": self.tob, "tcb": self.tcb,
-                "cost": self.cost}
+                "tkh": self.tkh, "cost": self.cost}
 
 
-def _kernel_size(g, tcb, tob, th, tw):
+def _kernel_size(g, tcb, tob, th, tw, tkh):
     mode = _mode(tob, th, tw)
-    n = tcb * g.kh * g.kw * tw
+    n = tcb * tkh * g.kw * tw
     if mode in "BC":
         n *= th
     if mode == "C":
@@ -192,10 +197,18 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                 # The largest reduction step that fits INP and WGT; balanced so steps are even.
                 tcb_fit = min(ncb_max, em_half["wgt"] // (tob * kk),
                               em_half["inp"] // (r * cw) - (tob - 1) * delta)
+                tkh = g.kh
                 if tcb_fit < 1:
-                    break
-                nsteps = ceil_div(ncb_max, tcb_fit)
-                tcb = ceil_div(ncb_max, nsteps)
+                    # One block's window is too big: split the kernel rows instead.
+                    tkh = next((k for k in range(g.kh - 1, 0, -1)
+                                if tob * k * g.kw <= em_half["wgt"] and
+                                g.rows(th, k) * cw * (1 + (tob - 1) * delta)
+                                <= em_half["inp"]), 0)
+                    if tkh == 0:
+                        break
+                    tcb_fit = 1
+                nsteps = ceil_div(ncb_max, tcb_fit) * ceil_div(g.kh, tkh)
+                tcb = ceil_div(ncb_max, ceil_div(ncb_max, tcb_fit))
                 steps_per_tile = nsteps
                 par = 2 if steps_per_tile == 1 else 4
                 uops = 0
@@ -203,12 +216,14 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                     for tob_v in _variants(ob_total, tob):
                         for th_v in _variants(g.ho, th):
                             for tw_v in _variants(g.wo, tw):
-                                uops += _kernel_size(g, tcb_v, tob_v, th_v, tw_v)
+                                for tkh_v in _variants(g.kh, tkh):
+                                    uops += _kernel_size(g, tcb_v, tob_v, th_v, tw_v, tkh_v)
                 if uops * par + 8 > cfg.uop_depth:
                     continue
-                cost = conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu)
+                cost = conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu,
+                                      tkh)
                 if best is None or cost < best.cost:
-                    best = ConvPlan(th, tw, tob, tcb, cost)
+                    best = ConvPlan(th, tw, tob, tcb, cost, tkh)
     if best is None:
         raise LoweringError(
             f"{name}: no tiling of this convolution ({g.c}->{g.o} channels, {g.h}x{g.w} input, "
@@ -286,6 +301,9 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     if plan is None:
         plan = plan_conv(cfg, g, cb0, ncb, len(vec_passes), len(passes), name)
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
+    tkh = plan.tkh or g.kh
+    if tkh < g.kh and tcb != 1:
+        raise LoweringError(f"{name}: splitting kernel rows needs tcb == 1, not {tcb}")
     ob_tiles = _ob_tiles(cb0, ncb, tob)
     if ob_tiles is None:
         raise LoweringError(f"{name}: tob={tob} does not split the groups evenly")
@@ -296,17 +314,11 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     for nb in range(nb_total):
         for oh0 in range(0, g.ho, th):
             th_v = min(th, g.ho - oh0)
-            r = g.rows(th_v)
-            ih0 = oh0 * g.sh - g.pt
-            yp0, yp1 = max(0, -ih0), max(0, ih0 + r - g.h)
             for ow0 in range(0, g.wo, tw):
                 tw_v = min(tw, g.wo - ow0)
                 cw = g.cols(tw_v)
                 iw0 = ow0 * g.sw - g.pl
                 xp0, xp1 = max(0, -iw0), max(0, iw0 + cw - g.w)
-                if r - yp0 - yp1 < 1 or cw - xp0 - xp1 < 1:
-                    raise LoweringError(f"{name}: a tile's input window lies entirely in the "
-                                        f"padding; reduce the pads")
                 p = th_v * tw_v
                 for ob_s, ob_e, delta in ob_tiles:
                     tob_v = ob_e - ob_s
@@ -317,8 +329,18 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                     for k, addr in enumerate(param_addr):
                         b.load(MemType.ACC, par0 + k * tob, addr + ob_s, 1, tob_v)
                     b.gemm(em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), reset=True)
-                    for r0 in range(0, n_red, tcb):
-                        tcb_v = min(tcb, n_red - r0)
+                    for r0, i0 in [(r0, i0) for r0 in range(0, n_red, tcb)
+                                   for i0 in range(0, g.kh, tkh)]:
+                        tcb_v, tkh_v = min(tcb, n_red - r0), min(tkh, g.kh - i0)
+                        r = g.rows(th_v, tkh_v)
+                        ih0 = oh0 * g.sh - g.pt + i0 * g.dh
+                        yp0, yp1 = max(0, -ih0), max(0, ih0 + r - g.h)
+                        if r - yp0 - yp1 < 1 or cw - xp0 - xp1 < 1:
+                            raise LoweringError(f"{name}: a tile's input window lies entirely "
+                                                f"in the padding; reduce the pads")
+                        if max(yp0, yp1) > MAX_PAD:
+                            raise LoweringError(f"{name}: a tile needs {max(yp0, yp1)} rows "
+                                                f"of padding, more than {MAX_PAD}")
                         h = em.load_step()
                         inp0, wgt0 = h * em.inp_half, h * em.wgt_half
                         nblk = (tob_v - 1) * delta + tcb_v
@@ -328,12 +350,17 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                    in_addr + ((nb * cb_total + cb) * g.h + ih0 + yp0) * g.w
                                    + iw0 + xp0,
                                    r - yp0 - yp1, cw - xp0 - xp1, g.w, (yp0, yp1, xp0, xp1))
-                        b.load(MemType.WGT, wgt0, w_addr + woff[ob_s] + r0 * kk, tob_v,
-                               tcb_v * kk, n_red * kk)
+                        if tkh_v == g.kh:
+                            b.load(MemType.WGT, wgt0, w_addr + woff[ob_s] + r0 * kk, tob_v,
+                                   tcb_v * kk, n_red * kk)
+                        else:
+                            b.load(MemType.WGT, wgt0,
+                                   w_addr + woff[ob_s] + r0 * kk + i0 * g.kw, tob_v,
+                                   tkh_v * g.kw, n_red * kk)
                         em.end_load_step()
                         em.use_step()
                         uops, loop = gemm_kernel(g, tcb_v, tob_v, th_v, tw_v, delta,
-                                                 acc0, inp0, wgt0)
+                                                 acc0, inp0, wgt0, tkh_v)
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
                     k = 0
