@@ -137,14 +137,18 @@ def _cpu_fallback(graph: Graph, is_accel) -> Graph:
                  initializers=inits, values=values, name=graph.name, opset=graph.opset)
 
 
-def partition(graph: Graph, cfg=None) -> tuple:
+def partition(graph: Graph, cfg=None, exclude=()) -> tuple:
     """Split a quantized Graph into CPU nodes and ``Accel`` nodes.
 
     Returns ``(partitioned graph, list[Partition])``; ``Accel`` node ``k`` has
-    ``attrs={"program": k}``. The input graph is not modified.
+    ``attrs={"program": k}``. Quantized nodes named in ``exclude`` go back to the CPU.
+    The input graph is not modified.
     """
+    exclude = set(exclude)
+
     def is_accel(n):
-        return n.domain == QUANT_DOMAIN and "qop" in n.attrs and accel_capable(n, graph, cfg)
+        return (n.domain == QUANT_DOMAIN and "qop" in n.attrs and n.name not in exclude
+                and accel_capable(n, graph, cfg))
 
     graph = _cpu_fallback(graph, is_accel)
     order = _schedule(list(graph.nodes), is_accel)
