@@ -362,16 +362,18 @@ def decode_uops(blob: bytes, cfg) -> list:
 
 
 def format_insn(insn: Insn) -> str:
-    """A one-line, human-readable rendering with every field."""
-    deps = "".join(flag for flag, on in (("P<", insn.pop_prev_dep), ("P>", insn.pop_next_dep),
-                                         ("S<", insn.push_prev_dep), ("S>", insn.push_next_dep))
-                   if on)
-    deps = f" deps[{deps}]" if deps else ""
+    """A one-line, human-readable rendering with every field.
+
+    Dependency flags print as ``pop=<which> push=<which>`` (``prev``, ``next``, both or ``-``).
+    """
+    def flags(prev, nxt):
+        names = [n for n, on in (("prev", prev), ("next", nxt)) if on]
+        return ",".join(names) or "-"
+    deps = (f" pop={flags(insn.pop_prev_dep, insn.pop_next_dep)}"
+            f" push={flags(insn.push_prev_dep, insn.push_next_dep)}")
     op = insn.opcode
     if op in (Opcode.LOAD, Opcode.STORE):
-        pad = ""
-        if insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1:
-            pad = f" pad(y={insn.y_pad_0},{insn.y_pad_1} x={insn.x_pad_0},{insn.x_pad_1})"
+        pad = f" pad(y={insn.y_pad_0},{insn.y_pad_1} x={insn.x_pad_0},{insn.x_pad_1})"
         return (f"{op.name:<6} {insn.memory_type.name:<3} sram={insn.sram_base} "
                 f"dram={insn.dram_base:#x} y={insn.y_size} x={insn.x_size} "
                 f"stride={insn.x_stride}{pad}{deps}")
@@ -385,7 +387,6 @@ def format_insn(insn: Insn) -> str:
                 f"src=({insn.src_factor_out},{insn.src_factor_in})")
         if op is Opcode.GEMM:
             text += f" wgt=({insn.wgt_factor_out},{insn.wgt_factor_in})"
-        if insn.reset_reg:
-            text += " reset"
+        text += f" reset={int(insn.reset_reg)}"
         return text + deps
     return f"FINISH{deps}"
