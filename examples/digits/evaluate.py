@@ -95,7 +95,7 @@ def main(argv=None):
     rows.append(("onnxruntime quantize_static (symmetric)",
                  _ort_int8_accuracy(model, calib, x, y, symmetric=True),
                  "QDQ, symmetric int8 activations, per-channel weights (pyvta's scheme)"))
-    print(f"{"model":<42} {'accuracy':>9} {'vs float':>9}")
+    print(f"{'model':<42} {'accuracy':>9} {'vs float':>9}")
     for name, acc, note in rows:
         print(f"{name:<42} {100 * acc:8.2f}% {100 * (acc - f_acc):+8.2f}  {note}")
     ok = best is not None and best >= f_acc - 0.005
