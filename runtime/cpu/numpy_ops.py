@@ -306,6 +306,38 @@ OPS["ReduceSum"] = _reduce(np.sum)
 OPS["ReduceMax"] = _reduce(np.max)
 OPS["ReduceMin"] = _reduce(np.min)
 OPS["ReduceProd"] = _reduce(np.prod)
+OPS["ReduceL2"] = _reduce(lambda x, axis, keepdims: np.sqrt(np.sum(
+    x.astype(np.float64) ** 2, axis=axis, keepdims=keepdims)))
+OPS["ReduceSumSquare"] = _reduce(lambda x, axis, keepdims: np.sum(
+    x.astype(np.float64) ** 2, axis=axis, keepdims=keepdims))
+OPS["ReduceLogSumExp"] = _reduce(lambda x, axis, keepdims: np.log(np.sum(
+    np.exp(x.astype(np.float64)), axis=axis, keepdims=keepdims)))
+
+
+@_op("ArgMax", "ArgMin")
+def ArgMax(node, x):
+    axis = _attr(node, "axis", 0) % x.ndim
+    keep = bool(_attr(node, "keepdims", 1))
+    y = -x if node.op == "ArgMin" else x
+    if _attr(node, "select_last_index", 0):
+        flipped = np.flip(y, axis=axis)
+        idx = x.shape[axis] - 1 - np.argmax(flipped, axis=axis)
+    else:
+        idx = np.argmax(y, axis=axis)
+    if keep:
+        idx = np.expand_dims(idx, axis)
+    return idx.astype(np.int64)
+
+
+@_op("IsNaN")
+def IsNaN(node, x):
+    return np.isnan(x)
+
+
+@_op("IsInf")
+def IsInf(node, x):
+    pos, neg = _attr(node, "detect_positive", 1), _attr(node, "detect_negative", 1)
+    return (np.isposinf(x) & bool(pos)) | (np.isneginf(x) & bool(neg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -668,9 +700,39 @@ def _pool(node, x, reducer):
 
 @_op("MaxPool")
 def MaxPool(node, x):
+    y = _pool(node, x, lambda w, m: np.nanmax(np.where(np.isnan(w), -np.inf, w), axis=0))
     if len(node.outputs) > 1 and node.outputs[1]:
-        raise UnsupportedOpError("MaxPool with an Indices output is not supported")
-    return _pool(node, x, lambda w, m: np.nanmax(np.where(np.isnan(w), -np.inf, w), axis=0))
+        return [y, _maxpool_indices(node, x, y)]
+    return y
+
+
+def _maxpool_indices(node, x, y):
+    """Flat indices (row-major, or column-major over H, W with ``storage_order=1``) of each
+    window's first maximum."""
+    k = x.ndim - 2
+    kernel = list(_attr(node, "kernel_shape"))
+    strides = list(_attr(node, "strides", None) or [1] * k)
+    dil = list(_attr(node, "dilations", None) or [1] * k)
+    pads = conv_pads(node, x.shape[2:], kernel, strides, dil)
+    spatial = x.shape[2:]
+    best = np.full(y.shape, -1, np.int64)
+    found = np.zeros(y.shape, bool)
+    grids = np.meshgrid(*[np.arange(o) for o in y.shape[2:]], indexing="ij")
+    for kidx in np.ndindex(*kernel):
+        pos = [g * strides[i] - pads[i] + kidx[i] * dil[i] for i, g in enumerate(grids)]
+        valid = np.all([(p >= 0) & (p < spatial[i]) for i, p in enumerate(pos)], axis=0)
+        clipped = [np.clip(p, 0, spatial[i] - 1) for i, p in enumerate(pos)]
+        vals = x[(slice(None), slice(None)) + tuple(clipped)]
+        hit = valid & (vals == y) & ~found
+        if _attr(node, "storage_order", 0) and k == 2:
+            flat = clipped[0] + clipped[1] * spatial[0]
+        else:
+            flat = np.ravel_multi_index(tuple(clipped), spatial)
+        best = np.where(hit, flat, best)
+        found |= hit
+    plane = int(np.prod(spatial))
+    base = (np.arange(x.shape[0])[:, None] * x.shape[1] + np.arange(x.shape[1])[None, :]) * plane
+    return best + base.reshape(base.shape + (1,) * k)
 
 
 @_op("AveragePool")
@@ -711,7 +773,10 @@ def _resize_coords(mode, out_len, in_len, scale, roi_lo=0.0, roi_hi=1.0):
     if mode == "pytorch_half_pixel":
         return (o + 0.5) / scale - 0.5 if out_len > 1 else np.zeros(out_len)
     if mode == "align_corners":
-        return o * (in_len - 1) / (out_len - 1) if out_len > 1 else np.zeros(out_len)
+        # The spec divides by (in_len * scale - 1), not (out_len - 1): they differ when
+        # in_len * scale is not an integer.
+        span = in_len * scale - 1
+        return o * (in_len - 1) / span if span > 0 else np.zeros(out_len)
     if mode == "asymmetric":
         return o / scale
     if mode == "half_pixel_symmetric":
@@ -738,6 +803,27 @@ def _nearest(coords, mode, in_len):
     else:
         raise UnsupportedOpError(f"Resize nearest_mode {mode!r} is not supported")
     return np.clip(idx, 0, in_len - 1).astype(np.int64)
+
+
+def _cubic_axis(y, axis, coords, n_in, A, exclude_outside):
+    """Keys cubic interpolation along one axis (edge-replicated or outside taps excluded)."""
+    base = np.floor(coords).astype(np.int64)
+    t = coords - base
+    ws = []
+    for k, d in enumerate((t + 1, t, 1 - t, 2 - t)):
+        d = np.abs(d)
+        ws.append(np.where(d <= 1, ((A + 2) * d - (A + 3)) * d * d + 1,
+                           ((A * d - 5 * A) * d + 8 * A) * d - 4 * A))
+    idx = [base - 1, base, base + 1, base + 2]
+    if exclude_outside:
+        ws = [np.where((i < 0) | (i >= n_in), 0.0, w) for i, w in zip(idx, ws)]
+        total = sum(ws)
+        ws = [w / total for w in ws]
+    bshape = [-1 if i == axis else 1 for i in range(y.ndim)]
+    out = 0
+    for i, w in zip(idx, ws):
+        out = out + np.take(y, np.clip(i, 0, n_in - 1), axis=axis) * w.reshape(bshape)
+    return out
 
 
 @_op("Resize", "Upsample")
@@ -769,24 +855,32 @@ def Resize(node, x, roi=None, scales=None, sizes=None):
         half = len(r) // 2
         for i, a in enumerate(axes):
             roi_full[a] = (r[i], r[i + half])
-    if ctm == "tf_crop_and_resize":
-        raise UnsupportedOpError("Resize coordinate_transformation_mode 'tf_crop_and_resize'")
-    y = x
+    extrapolate = float(_attr(node, "extrapolation_value", 0.0))
+    y = x.astype(np.float64) if mode != "nearest" else x
     for a in range(x.ndim):
-        if out_shape[a] == x.shape[a] and full_scales[a] == 1.0:
+        if out_shape[a] == x.shape[a] and full_scales[a] == 1.0 and ctm != "tf_crop_and_resize":
             continue
         coords = _resize_coords(ctm, out_shape[a], x.shape[a], full_scales[a], *roi_full[a])
         n_in = x.shape[a]
+        bshape = [-1 if i == a else 1 for i in range(x.ndim)]
         if mode == "nearest":
             y = np.take(y, _nearest(coords, nmode, n_in), axis=a)
         elif mode == "linear":
             c = np.clip(coords, 0, n_in - 1)
             lo = np.floor(c).astype(np.int64)
             hi = np.minimum(lo + 1, n_in - 1)
-            frac = (c - lo).reshape([-1 if i == a else 1 for i in range(x.ndim)])
+            frac = (c - lo).reshape(bshape)
             y = np.take(y, lo, axis=a) * (1 - frac) + np.take(y, hi, axis=a) * frac
+        elif mode == "cubic":
+            y = _cubic_axis(y, a, coords, n_in, float(_attr(node, "cubic_coeff_a", -0.75)),
+                            bool(_attr(node, "exclude_outside", 0)))
         else:
-            raise UnsupportedOpError(f"Resize mode {mode!r} is not supported (nearest, linear)")
+            raise UnsupportedOpError(f"Resize mode {mode!r} is not supported "
+                                     f"(nearest, linear, cubic)")
+        if ctm == "tf_crop_and_resize":
+            outside = (coords < 0) | (coords > n_in - 1)
+            if outside.any():
+                y = np.where(outside.reshape(bshape), extrapolate, y)
     return np.asarray(y).astype(x.dtype)
 
 
