@@ -238,7 +238,8 @@ class FunctionalSimulator:
                     f" token and pop it before FINISH")
 
     def _deadlock_report(self, insns, queues, tokens, pc, targets) -> str:
-        lines = ["the instruction stream deadlocks: no module can make progress"]
+        # One line, so the CLI's "pyvta: error: ..." stays a single clear line.
+        lines = []
         for module in (LOAD_Q, COMPUTE_Q, STORE_Q):
             q = queues[module]
             if not q:
@@ -249,12 +250,13 @@ class FunctionalSimulator:
                      if getattr(insn, f) and not tokens[t]]
             full = [f"room in the full {t} queue ({f})" for f, t in _PUSHES[module].items()
                     if getattr(insn, f) and len(tokens[t]) >= self.cfg.dep_queue_depth]
-            lines.append(f"  {module} module is stuck at instruction {idx} "
+            lines.append(f"{module} module is stuck at instruction {idx} "
                          f"({format_insn(insn)}): waiting for {' and '.join(waits + full)}")
         if pc < len(insns):
-            lines.append(f"  fetch is stalled at instruction {pc}: the {targets[pc]} command "
+            lines.append(f"fetch is stalled at instruction {pc}: the {targets[pc]} command "
                          f"queue is full ({self.cfg.cmd_queue_depth} entries)")
-        return "\n".join(lines)
+        return ("the instruction stream deadlocks, no module can make progress: "
+                + "; ".join(lines))
 
     # ------------------------------------------------------------------------------------------
     # Execution
