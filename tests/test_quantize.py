@@ -169,9 +169,15 @@ def test_choose_requant_no_overflow_even_for_extreme_ranges(seed):
     rng = np.random.default_rng(100 + seed)
     c = int(rng.integers(1, 9))
     m = 10.0 ** rng.uniform(-6, 1, c)
-    bound = rng.integers(1, 1 << 30, c)
+    # Any bound whose real output (bound * m) itself fits int32 with a bit to spare.
+    bound = np.minimum(rng.integers(1, 1 << 30, c), (2 ** 30 / m).astype(np.int64))
     rq, adjust = choose_requant(m, bound)
     for acc in (bound + adjust, -bound + adjust, np.zeros(c, np.int64)):
         y = (acc.astype(np.int64) >> rq.pre_shift) * rq.mult.astype(np.int64)
         y += (1 << (rq.shift - 1)) if rq.shift else 0
         assert np.all(np.abs(y) < 2 ** 31)
+
+
+def test_choose_requant_rejects_impossible_output_range():
+    with pytest.raises(QuantizeError, match="no requantization avoids int32 overflow"):
+        choose_requant([4.0], [1 << 30])
