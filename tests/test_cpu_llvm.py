@@ -1,0 +1,112 @@
+"""The LLVM-compiled kernels against the numpy operators (the reference), op by op."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llvmlite")
+
+from pyvta.compiler.ir import Node
+from pyvta.hw.config import load_config
+from pyvta.compiler.layout import pack_activation, unpack_activation
+from pyvta.runtime.cpu import numpy_ops
+from pyvta.runtime.cpu.llvm.compiler import LlvmCompiler
+from pyvta.runtime.cpu.llvm.ops import plan_node, plan_pack, plan_unpack
+from pyvta.runtime.cpu.llvm.renderer import render_elementwise
+
+rng = np.random.default_rng(1)
+
+
+def f(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+X = f(2, 6, 11, 13)
+CASES = [
+    ("Add", {}, [X, f(6, 1, 13)]), ("Sub", {}, [X, f(1)]), ("Mul", {}, [f(1, 6, 1, 1), X]),
+    ("Div", {}, [X, f(13) + 4]), ("Max", {}, [X, f(13)]), ("PRelu", {}, [X, f(6, 1, 1)]),
+    ("Relu", {}, [X]), ("Sigmoid", {}, [X * 8]), ("Tanh", {}, [X * 4]), ("Exp", {}, [X * 5]),
+    ("Erf", {}, [X * 2]), ("HardSigmoid", {"alpha": 0.2, "beta": 0.5}, [X * 4]),
+    ("HardSwish", {}, [X * 4]), ("LeakyRelu", {"alpha": 0.1}, [X]), ("Gelu", {}, [X]),
+    ("Clip", {}, [X, np.float32(-0.5), np.float32(0.7)]), ("Elu", {"alpha": 0.8}, [X]),
+    ("Softmax", {"axis": -1}, [X * 3]), ("LogSoftmax", {"axis": 3}, [X]),
+    ("LayerNormalization", {"axis": -1, "epsilon": 1e-5}, [X, f(13), f(13)]),
+    ("LayerNormalization", {"axis": 2, "epsilon": 1e-3}, [X, f(11, 13), f(11, 13)]),
+    ("GlobalAveragePool", {}, [X]), ("GlobalMaxPool", {}, [X]),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, [X]),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, [X]),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, [X]),
+    ("AveragePool", {"kernel_shape": [3, 2], "strides": [1, 2], "pads": [1, 0, 1, 1],
+                     "count_include_pad": 1, "ceil_mode": 1}, [X]),
+    ("Conv", {"pads": [1, 1, 1, 1]}, [X, f(8, 6, 3, 3), f(8)]),
+    ("Conv", {"strides": [2, 2], "pads": [3, 3, 3, 3]}, [X, f(7, 6, 7, 7)]),
+    ("Conv", {}, [X, f(16, 6, 1, 1), f(16)]),
+    ("Conv", {"group": 6, "pads": [1, 1, 1, 1], "strides": [2, 2]}, [X, f(6, 1, 3, 3), f(6)]),
+    ("Conv", {"group": 2, "dilations": [2, 1], "pads": [0, 1, 2, 1]}, [X, f(4, 3, 3, 3), f(4)]),
+    ("Gemm", {"transB": 1}, [f(3, 40), f(21, 40), f(21)]),
+    ("Gemm", {"beta": 0.5}, [f(7, 40), f(40, 35), f(7, 35)]),
+    ("Gemm", {"transA": 1}, [f(40, 9), f(40, 19)]),
+    ("MatMul", {}, [f(2, 5, 33), f(33, 50)]),
+    ("Transpose", {"perm": [0, 2, 3, 1]}, [X]),
+    ("Concat", {"axis": 1}, [X, X[:, :2].copy(), f(2, 3, 11, 13)]),
+    ("Split", {"axis": 3, "num_outputs": 3}, [X]),
+    ("Slice", {}, [X, np.array([1, 10]), np.array([6, 0]), np.array([1, 3]),
+                   np.array([2, -3])]),
+    ("Pad", {"mode": "constant"}, [X, np.array([0, 1, 2, 0, 0, 0, 1, 3]), np.float32(1.5)]),
+    ("Resize", {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                "nearest_mode": "floor"}, [X, None, np.array([1, 1, 2, 2], np.float32)]),
+    ("Resize", {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+     [X, None, np.array([1, 1, 1.5, 0.5], np.float32)]),
+    ("Resize", {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+     [X, None, None, np.array([2, 6, 20, 7], np.int64)]),
+    ("QuantizeLinear", {"axis": 1}, [X, np.float32(0.02), np.int8(0)]),
+    ("QuantizeLinear", {"axis": 1}, [X, np.linspace(0.01, 0.05, 6).astype(np.float32),
+                                     np.zeros(6, np.int8)]),
+    ("DequantizeLinear", {"axis": 1}, [rng.integers(-128, 128, X.shape).astype(np.int8),
+                                       np.float32(0.05), np.int8(0)]),
+]
+
+
+@pytest.mark.parametrize("op,attrs,inputs", CASES, ids=[f"{c[0]}{i}" for i, c in
+                                                        enumerate(CASES)])
+def test_llvm_matches_numpy(op, attrs, inputs):
+    n_out = 3 if op == "Split" else 1
+    node = Node(op, "n", [f"i{k}" if a is not None else "" for k, a in enumerate(inputs)],
+                [f"o{k}" for k in range(n_out)], dict(attrs))
+    want = numpy_ops.run_node(node, inputs)
+    consts = {k: a for k, a in enumerate(inputs) if k > 0 and a is not None}
+    plan = plan_node(node, [a.shape if a is not None else None for a in inputs],
+                     [a.dtype if a is not None else None for a in inputs], consts)
+    assert plan is not None, f"{op} was not compiled"
+    for _ in range(2):      # the second call reuses the buffers
+        got = plan(inputs)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            if w.dtype.kind == "f":
+                np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+            else:
+                np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("shape", [(1, 20, 5, 7), (3, 32, 4, 4), (2, 10)])
+def test_layout_pack_unpack_match_compiler_layout(shape):
+    cfg = load_config("tiny")
+    x = rng.integers(-128, 128, shape).astype(np.int8)
+    out, pack = plan_pack(shape, cfg)
+    pack(x)
+    np.testing.assert_array_equal(out, pack_activation(x, cfg))
+    back, unpack = plan_unpack(shape, cfg)
+    unpack(out)
+    np.testing.assert_array_equal(back, unpack_activation(out.tobytes(), shape, cfg))
+    np.testing.assert_array_equal(back, x)
+
+
+def test_disk_cache_second_run_compiles_nothing(tmp_path):
+    kern = render_elementwise((1000,), (1,), np.float32, [((1,), 0, np.float32)],
+                              lambda kb, m, x: m.tanh(x))
+    first = LlvmCompiler(tmp_path)
+    first.load(kern.ir, kern.symbol)
+    assert (first.stats.compiled, first.stats.cache_hits) == (1, 0)
+    second = LlvmCompiler(tmp_path)       # a new process would start like this
+    second.load(kern.ir, kern.symbol)
+    assert (second.stats.compiled, second.stats.cache_hits) == (0, 1)
+    assert any(tmp_path.rglob("*.o"))
