@@ -5,8 +5,8 @@ into an :class:`AccelProgram` (see ``docs/scheduling.md``).
 """
 
 from .emit import LoweringError
-from .lower import as_conv, lower, op_macs, run_fsim
+from .lower import as_conv, lower, op_macs, run_fsim, supports
 from .program import AccelOp, AccelProgram, TensorPlacement
 
 __all__ = ["AccelOp", "AccelProgram", "TensorPlacement", "LoweringError", "lower", "run_fsim",
-           "as_conv", "op_macs"]
+           "as_conv", "op_macs", "supports"]

@@ -175,10 +175,18 @@ def _variants(total, tile):
     return {tile} | ({total % tile} if total % tile else set())
 
 
-def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv") -> ConvPlan:
-    """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits."""
+def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv",
+              acc_half: int | None = None) -> ConvPlan:
+    """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits.
+
+    ``n_params`` per-channel vectors are loaded with every tile, unless ``acc_half`` is given:
+    then they stay resident above the two ACC halves of that size for the whole operator.
+    """
     from ..cost import conv_tile_cost
-    em_half = dict(inp=cfg.inp_depth // 2, wgt=cfg.wgt_depth // 2, acc=cfg.acc_depth // 2)
+    em_half = dict(inp=cfg.inp_depth // 2, wgt=cfg.wgt_depth // 2,
+                   acc=acc_half or cfg.acc_depth // 2)
+    if acc_half:
+        n_params = 0
     kk = g.kh * g.kw
     ob_total = len(cb0)
     best = None
@@ -297,9 +305,14 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     passes = requant_passes(qop.requant, qop.bias, g.o)
     vec_passes = [p for p in passes if p[2] is not None]
     param_addr = [em.const(MemType.ACC, _param_vectors(cfg, p[2])) for p in vec_passes]
+    # Per-channel vectors stay in ACC for the whole operator when they are small.
+    resident = len(vec_passes) * ob_total <= cfg.acc_depth // 4
+    par_res = cfg.acc_depth - len(vec_passes) * ob_total
+    acc_half = par_res // 2 if resident else em.acc_half
 
     if plan is None:
-        plan = plan_conv(cfg, g, cb0, ncb, len(vec_passes), len(passes), name)
+        plan = plan_conv(cfg, g, cb0, ncb, len(vec_passes), len(passes), name,
+                         acc_half if resident else None)
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
     tkh = plan.tkh or g.kh
     if tkh < g.kh and tcb != 1:
@@ -311,6 +324,9 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     start = len(em.insns)
     em.begin_op()
     b = em.b
+    if resident:
+        for k, addr in enumerate(param_addr):
+            b.load(MemType.ACC, par_res + k * ob_total, addr, 1, ob_total)
     for nb in range(nb_total):
         for oh0 in range(0, g.ho, th):
             th_v = min(th, g.ho - oh0)
@@ -324,10 +340,13 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                     tob_v = ob_e - ob_s
                     n_red = ncb[ob_s]
                     h_acc = em.tile()
-                    acc0 = h_acc * em.acc_half
-                    par0 = acc0 + tob * th * tw
-                    for k, addr in enumerate(param_addr):
-                        b.load(MemType.ACC, par0 + k * tob, addr + ob_s, 1, tob_v)
+                    acc0 = h_acc * acc_half
+                    if resident:
+                        par = [par_res + k * ob_total + ob_s for k in range(len(param_addr))]
+                    else:
+                        par = [acc0 + tob * th * tw + k * tob for k in range(len(param_addr))]
+                        for k, addr in enumerate(param_addr):
+                            b.load(MemType.ACC, par[k], addr + ob_s, 1, tob_v)
                     b.gemm(em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), reset=True)
                     for r0, i0 in [(r0, i0) for r0 in range(0, n_red, tcb)
                                    for i0 in range(0, g.kh, tkh)]:
@@ -368,7 +387,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         if vec is None:
                             b.alu(op, em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), imm=imm)
                         else:
-                            b.alu(op, em.kernel([(acc0, par0 + k * tob, 0)]), tob_v, p,
+                            b.alu(op, em.kernel([(acc0, par[k], 0)]), tob_v, p,
                                   dst=(p, 1), src=(1, 0))
                             k += 1
                     em.end_tile_compute()

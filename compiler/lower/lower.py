@@ -17,7 +17,7 @@ from .emit import Emitter, LoweringError
 from .pool import lower_maxpool
 from .program import AccelOp, AccelProgram, TensorPlacement
 
-__all__ = ["lower", "run_fsim", "as_conv", "op_macs"]
+__all__ = ["lower", "run_fsim", "as_conv", "op_macs", "supports"]
 
 
 def as_conv(op: AccelOp) -> tuple[qops.QConv2d, tuple] | None:
@@ -203,3 +203,16 @@ def run_fsim(prog: AccelProgram, cfg: HwConfig | str, feeds: dict, base: int = 0
             not np.array_equal(dram.mem[base + size:], pattern[base + size:]):
         raise RuntimeError("the program wrote outside its DRAM region")
     return outs, counters
+
+
+def supports(cfg: HwConfig | str, qop, in_shapes, out_shape) -> bool:
+    """Whether :func:`lower` accepts ``qop`` with these shapes for ``cfg`` (the partitioner's
+    capability check). Lowers the operator alone; any :class:`LoweringError` means no."""
+    in_shapes = [tuple(s) for s in in_shapes]
+    names = [f"in{i}" for i in range(len(in_shapes))]
+    op = AccelOp("probe", qop, names, "out", in_shapes, tuple(out_shape))
+    try:
+        lower(cfg, [op], names, ["out"], dict(zip(names, in_shapes)))
+    except (LoweringError, ValueError):
+        return False
+    return True
