@@ -102,7 +102,10 @@ def _cpu_fallback(graph: Graph, is_accel) -> Graph:
         return graph
     inits = dict(graph.initializers)
     values = dict(graph.values)
-    produced = {o for n in graph.nodes for o in n.outputs} | {v.name for v in graph.inputs}
+    produced = {v.name for v in graph.inputs} | set(graph.initializers)   # so far, in order
+    # Float values the CPU nodes now compute directly: drop their DequantizeLinear.
+    direct = {n.attrs["float_output"] for n in graph.nodes
+              if n.domain == QUANT_DOMAIN and not is_accel(n)}
     nodes = []
 
     def qparams(name, scale):
@@ -114,8 +117,11 @@ def _cpu_fallback(graph: Graph, is_accel) -> Graph:
         return s, z
 
     for n in graph.nodes:
+        if n.op == "DequantizeLinear" and (n.outputs[0] in direct or n.outputs[0] in produced):
+            continue
         if n.domain != QUANT_DOMAIN or is_accel(n):
             nodes.append(n)
+            produced.update(o for o in n.outputs if o)
             continue
         a = n.attrs
         for q, f, scale in zip(n.inputs, a["float_inputs"], a["in_scales"]):
@@ -133,8 +139,10 @@ def _cpu_fallback(graph: Graph, is_accel) -> Graph:
         nodes.append(Node("QuantizeLinear", f"{a['float_output']}/quantize",
                           [a["float_output"], *qparams(q, a["scale"])], [q],
                           {"axis": 1, "saturate": 1}))
-    return Graph(nodes=nodes, inputs=list(graph.inputs), outputs=list(graph.outputs),
-                 initializers=inits, values=values, name=graph.name, opset=graph.opset)
+    from .passes import eliminate_dead_code
+    return eliminate_dead_code(Graph(nodes=nodes, inputs=list(graph.inputs),
+                                     outputs=list(graph.outputs), initializers=inits,
+                                     values=values, name=graph.name, opset=graph.opset))
 
 
 def partition(graph: Graph, cfg=None, exclude=()) -> tuple:
