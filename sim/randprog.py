@@ -239,14 +239,16 @@ class _Gen:
                        "wgt_idx": self.win[(MemType.WGT, slot)]}
         else:
             windows = {"dst_idx": acc_w, "src_idx": acc_w}
+        pre = []  # every kernel load is kept: the generator's state already counts it loaded
         for _ in range(20):
             count = self.small(8)
             i_out, i_in, factors, spans = self.loop(windows, max(1, budget // count))
-            pre, bgn, end = self.kernel(slot, windows, count, spans)
+            loads, bgn, end = self.kernel(slot, windows, count, spans)
+            pre += loads
             if not self.dst_rule or self._dst_ok(bgn, end, i_out, i_in, *factors["dst_idx"]):
                 break
         else:
-            return pre  # keep the loaded kernel; skip the instruction
+            return pre  # no legal draw: skip the instruction
         reset = self.rng.random() < 0.15
         common = dict(reset_reg=reset, uop_bgn=bgn, uop_end=end, iter_out=i_out, iter_in=i_in,
                       dst_factor_out=factors["dst_idx"][0], dst_factor_in=factors["dst_idx"][1],
