@@ -228,3 +228,38 @@ def test_other_configs(changes):
     b = _builder(cfg)
     gemm_program(b, np.random.default_rng(7), m=2, k=2, n=2)
     run_both(b, stall=0.2, seed=2)
+
+
+def run_random(cfg, seed, work, stall):
+    """A random legal program (sim/randprog.py) on fsim and on the core; images must match."""
+    from pyvta.sim.randprog import random_program
+    p = random_program(cfg, seed, work=work)
+    prog = p.encode()
+    ref = p.fresh_dram()
+    FunctionalSimulator(p.cfg, ref).run(prog)
+    init = p.fresh_dram()
+    insn_addr = -(-init.end // 64) * 64
+    dram = Dram(size=insn_addr - init.base + len(prog), base=init.base, data=init.tobytes())
+    dram.write(insn_addr, np.frombuffer(prog, np.uint8))
+    run = run_core(p.cfg, dram, insn_addr, len(prog) // 16, stall=stall, seed=seed)
+    image = dram.mem[:init.size]
+    diff = np.flatnonzero(image != ref.mem)
+    assert diff.size == 0, f"seed {seed}: DRAM differs at {diff.size} bytes, first {diff[0]:#x}"
+    assert p.check_guards(image.tobytes()) == []
+    assert run.error == 0
+    return run
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_programs_tiny(seed):
+    run_random(TINY, seed, work=300, stall=0.25 if seed % 2 else 0.0)
+
+
+@pytest.mark.parametrize("changes,seed", [
+    (dict(log_block=4, axi_data_width=128), 100),
+    (dict(log_batch=1, axi_data_width=32), 200),
+    (dict(log_batch=1, log_block=4, axi_data_width=256, log_inp_buff_size=12,
+          log_acc_buff_size=14), 300),
+], ids=["block16-axi128", "batch2-axi32", "2x16-axi256"])
+def test_random_programs_other_configs(changes, seed):
+    run_random(TINY.replace(**changes), seed, work=300, stall=0.2)
