@@ -111,7 +111,8 @@ def _mode(tob, th, tw):
     return "C"
 
 
-def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None):
+def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None,
+                scratch=None):
     """Micro-ops and GEMM loop of one tile variant; returns ``(uops, loop_kwargs)``.
 
     Micro-op order is reduction-major with output columns innermost (mode A), output positions
@@ -136,10 +137,16 @@ def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None
                 for red, s in reds for oh in range(th) for ow in range(tw)]
         loop = dict(iter_out=tob, iter_in=1, dst=(p, 0), src=(src_ob, 0), wgt=(tcb * kk, 0))
     else:
-        uops = [(dst0 + ob * p + oh * tw + ow,
-                 src0 + ob * src_ob + s + oh * g.sh * cw + ow * g.sw,
-                 wgt0 + ob * tcb * kk + red)
-                for red, s in reds for ob in range(tob) for oh in range(th) for ow in range(tw)]
+        # Fewer than 3 outputs per reduction step: pad each step with micro-ops writing
+        # scratch accumulators (``scratch``, never stored) so the rule still holds.
+        dummies = [(scratch + k, src0, wgt0) for k in range(max(0, 3 - tob * p))]
+        uops = []
+        for red, s in reds:
+            uops += [(dst0 + ob * p + oh * tw + ow,
+                      src0 + ob * src_ob + s + oh * g.sh * cw + ow * g.sw,
+                      wgt0 + ob * tcb * kk + red)
+                     for ob in range(tob) for oh in range(th) for ow in range(tw)]
+            uops += dummies
         loop = dict(iter_out=1, iter_in=1, dst=(0, 0), src=(0, 0), wgt=(0, 0))
     return uops, loop
 
@@ -167,7 +174,7 @@ def _kernel_size(g, tcb, tob, th, tw, tkh):
     if mode in "BC":
         n *= th
     if mode == "C":
-        n *= tob
+        n = tcb * tkh * g.kw * max(3, tob * th * tw)
     return n
 
 
@@ -379,7 +386,8 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         em.end_load_step()
                         em.use_step()
                         uops, loop = gemm_kernel(g, tcb_v, tob_v, th_v, tw_v, delta,
-                                                 acc0, inp0, wgt0, tkh_v)
+                                                 acc0, inp0, wgt0, tkh_v,
+                                                 acc0 + acc_half - 3)
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
                     k = 0
