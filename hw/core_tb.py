@@ -39,6 +39,16 @@ class CoreRun:
     error: int
     #: Cycles from ``start`` to ``done``, as the testbench saw them.
     cycles: int
+    #: With ``trace_gemm``: (first, last) cycle in which a GEMM micro-op was issued.
+    gemm_window: tuple | None = None
+
+    @property
+    def gemm_utilisation(self) -> float:
+        """GEMM micro-ops per cycle between the first and the last GEMM micro-op."""
+        if not self.gemm_window:
+            return 0.0
+        first, last = self.gemm_window
+        return self.counters["gemm_uops"] / (last - first + 1)
 
 
 class _ReadPort:
@@ -124,13 +134,16 @@ class _WritePort:
 
 
 def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 200_000,
-             stall: float = 0.0, seed: int = 0, core: Core | None = None) -> CoreRun:
+             stall: float = 0.0, seed: int = 0, core: Core | None = None,
+             trace_gemm: bool = False) -> CoreRun:
     """Run a program already placed in ``dram`` on the RTL core; ``dram`` is updated.
 
     Parameters
     ----------
     stall : float
         Probability in [0, 1) that the DRAM model holds back any handshake in a cycle.
+    trace_gemm : bool
+        Record the first and last cycle the ``gemm_uops`` counter advanced (slower).
     """
     cfg = load_config(cfg)
     core = core or Core(cfg)
@@ -147,6 +160,8 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 20
         ctx.set(core.start, 1)
         await ctx.tick()
         ctx.set(core.start, 0)
+        window = None
+        last_count = 0
         for cycle in range(1, max_cycles + 1):
             for p in reads:
                 p.drive(ctx)
@@ -157,7 +172,14 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 20
             for p, s in zip(reads, rs):
                 p.commit(*s)
             write.commit(*ws)
+            if trace_gemm:
+                count = ctx.get(core.gemm_uops)
+                if count != last_count:
+                    # The counter is registered: the micro-op issued in the previous cycle.
+                    window = (window[0] if window else cycle - 1, cycle - 1)
+                    last_count = count
             if ctx.get(core.done):
+                result["gemm_window"] = window
                 result["cycles"] = cycle
                 result["counters"] = {n: int(ctx.get(getattr(core, n))) for n in COUNTERS}
                 result["error"] = int(ctx.get(core.error))
@@ -173,4 +195,5 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 20
             sim.run()
     else:
         sim.run()
-    return CoreRun(counters=result["counters"], error=result["error"], cycles=result["cycles"])
+    return CoreRun(counters=result["counters"], error=result["error"], cycles=result["cycles"],
+                   gemm_window=result["gemm_window"])
