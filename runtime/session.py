@@ -79,6 +79,7 @@ class Session:
         self.target = target
         self.progress = progress
         self.executor = CpuExecutor(model.graph, backend=cpu_backend, accel=self._run_accel)
+        self.executor.prepare()
         self.device = make_device(target, self.cfg, simulator, progress=progress)
         self.regions = {}
         if self.device is not None:

@@ -99,6 +99,11 @@ class CpuExecutor:
         self.node_backend[node.name] = kind
         return plan
 
+    def prepare(self) -> None:
+        """Plan (render, compile or load from cache) every node now rather than on first use."""
+        for node in self.graph.nodes:
+            self._plan(node)
+
     def run_node(self, node, inputs: list) -> list:
         """Run one node on its input arrays (``None`` for omitted inputs)."""
         plan = self._plan(node)
