@@ -87,8 +87,9 @@ class _ReadPort:
 
 
 class _WritePort:
-    def __init__(self, port, dram, ab, rng, stall):
+    def __init__(self, port, dram, ab, rng, stall, fail):
         self.port, self.dram, self.ab, self.rng, self.stall = port, dram, ab, rng, stall
+        self.fail = fail
         self.reqs = collections.deque()   # [addr, beats_left]
         self.done = collections.deque()   # cycle at which a completion may be returned
         self.cycle = 0
@@ -101,7 +102,7 @@ class _WritePort:
         ctx.set(self.port.req.ready, self.req_ready)
         ctx.set(self.port.data.ready, self.data_ready)
         ctx.set(self.port.done.valid, self.done_valid)
-        ctx.set(self.port.done.payload, 0)
+        ctx.set(self.port.done.payload, self.fail)
 
     def sample(self, ctx):
         req = None
@@ -135,7 +136,7 @@ class _WritePort:
 
 def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 200_000,
              stall: float = 0.0, seed: int = 0, core: Core | None = None,
-             trace_gemm: bool = False) -> CoreRun:
+             trace_gemm: bool = False, fail_writes: bool = False) -> CoreRun:
     """Run a program already placed in ``dram`` on the RTL core; ``dram`` is updated.
 
     Parameters
@@ -144,6 +145,8 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 20
         Probability in [0, 1) that the DRAM model holds back any handshake in a cycle.
     trace_gemm : bool
         Record the first and last cycle the ``gemm_uops`` counter advanced (slower).
+    fail_writes : bool
+        Report every write as failed (an AXI error response) on the ``done`` stream.
     """
     cfg = load_config(cfg)
     core = core or Core(cfg)
@@ -151,7 +154,7 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 20
     rng = random.Random(seed)
     reads = [_ReadPort(getattr(core, f"{n}_dma"), dram, ab, rng, stall)
              for n in ("fetch", "load", "compute")]
-    write = _WritePort(core.store_dma, dram, ab, rng, stall)
+    write = _WritePort(core.store_dma, dram, ab, rng, stall, fail_writes)
     result = {}
 
     async def bench(ctx):

@@ -263,3 +263,29 @@ def test_random_programs_tiny(seed):
 ], ids=["block16-axi128", "batch2-axi32", "2x16-axi256"])
 def test_random_programs_other_configs(changes, seed):
     run_random(TINY.replace(**changes), seed, work=300, stall=0.2)
+
+
+def _raw_run(b, **kw):
+    prog = b.encode()
+    addr = b.dram.put(np.frombuffer(prog, np.uint8), align=64)
+    return run_core(b.cfg, b.dram, addr, len(prog) // 16, **kw)
+
+
+def test_error_bits_reported_and_run_completes():
+    """Programs fsim rejects still finish on the core, with the matching error bits."""
+    from pyvta.hw.core_errors import CoreError
+    from pyvta.hw.isa import MemInsn, Opcode
+    b = _builder()
+    w_addr = _identity_wgt(b)
+    b.emit(MemInsn(opcode=Opcode.LOAD, memory_type=MemType.OUT, x_size=1, y_size=1))
+    b.load(MemType.WGT, 0, w_addr, 1, 1, pad=(1, 0, 0, 0))
+    b.finish()
+    run = _raw_run(b)
+    assert run.error == CoreError.BAD_INSN | CoreError.BAD_PAD
+
+
+def test_dma_write_error_reported():
+    from pyvta.hw.core_errors import CoreError
+    b = _builder()
+    alu_program(b, AluOp.ADD, 1)
+    assert _raw_run(b, fail_writes=True).error == CoreError.DMA_WRITE
