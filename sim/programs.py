@@ -29,6 +29,7 @@ operation (ADD bias, SHR, MIN, MAX); each pass visits every accumulator element 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -291,7 +292,10 @@ def _estimate(cfg, steps, ntiles, slots, alu_passes, bias):
     return max(comp_end, store_end), load_bytes
 
 
+@lru_cache(maxsize=256)
 def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
+    """The (mt, nt, kc, order) with the lowest modelled cycles (cached: the search walks
+    every balanced tile size through the event model)."""
     inp_cap, wgt_cap, acc_cap, uop_cap = limits
     best = None
     for kc in _balanced(kb, min(inp_cap, wgt_cap)):
@@ -302,6 +306,13 @@ def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
                 continue
             mt = _balanced(mb, mt_cap)[0]
             if 4 * 3 * nt + 8 > uop_cap:  # the micro-op kernels must fit too
+                continue
+            # The compute module's own work is a lower bound on the estimate: skip the event
+            # model when even that cannot beat the best plan so far.
+            ntiles = _ceil_div(mb, mt) * _ceil_div(nb, nt)
+            nsteps = ntiles * _ceil_div(kb, kc)
+            bound = mb * nb * kb + 8 * nsteps + (1 + alu_passes) * (mb * nb + 8 * ntiles)
+            if best is not None and bound >= best[0][0]:
                 continue
             for order in ("nm", "mn"):
                 tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots)
