@@ -19,6 +19,8 @@ Control protocol
 * ``busy`` is high from the cycle after ``start`` until the FINISH instruction executes.
 * ``done`` rises in the cycle FINISH executes and stays high until the next ``start``
   (a level, so a polling host cannot miss it; its rising edge is the "interrupt").
+  It also rises, with the ``CoreError.HANG`` error bit, when the core detects that no
+  module can ever make progress again (no FINISH in the stream, or a token deadlock).
 * Counters count while ``busy`` and hold their value after ``done`` until the next ``start``.
 """
 
@@ -123,11 +125,12 @@ class Core(wiring.Component):
         m.submodules.store = store = StoreModule(cfg)
 
         # --- command queues ----------------------------------------------------------------------
+        queues = {}
         for name, src, dst in (("load_q", fetch.load_cmd, load.cmd),
                                ("compute_q", fetch.compute_cmd, compute.cmd),
                                ("store_q", fetch.store_cmd, store.cmd)):
             q = SyncFIFOBuffered(width=128, depth=cfg.cmd_queue_depth)
-            m.submodules[name] = q
+            m.submodules[name] = queues[name] = q
             m.d.comb += [q.w_data.eq(src.payload), q.w_en.eq(src.valid), src.ready.eq(q.w_rdy),
                          dst.payload.eq(q.r_data), dst.valid.eq(q.r_rdy), q.r_en.eq(dst.ready)]
 
@@ -163,6 +166,22 @@ class Core(wiring.Component):
         wiring.connect(m, wiring.flipped(self.compute_dma), compute.dma)
         wiring.connect(m, wiring.flipped(self.store_dma), store.dma)
 
+        # --- hang detection ---------------------------------------------------------------------
+        # Tokens are only pushed by a module that executes, and instructions only arrive from
+        # fetch: if fetch has nothing left to deliver (or waits on a full queue) and every
+        # module is idle with an empty queue or waiting on a token, nothing can change again.
+        # Seen in two consecutive cycles to stay clear of same-cycle handshakes.
+        stuck = {
+            "load": load.token_stall | (~load.busy & (queues["load_q"].level == 0)),
+            "compute": compute.token_stall | (~compute.busy & (queues["compute_q"].level == 0)),
+            "store": store.token_stall | (~store.busy & (queues["store_q"].level == 0)),
+        }
+        hang = Signal()
+        hang_seen = Signal()
+        m.d.comb += hang.eq((~fetch.busy | fetch.stalled) & stuck["load"] & stuck["compute"]
+                            & stuck["store"])
+        m.d.sync += hang_seen.eq(hang & self.busy & ~start)
+
         # --- run control ----------------------------------------------------------------------------
         m.d.comb += [
             start.eq(self.start & ~self.busy),
@@ -175,6 +194,9 @@ class Core(wiring.Component):
             m.d.sync += self.error.eq(self.error | load.error | compute.error | store.error)
             with m.If(self.busy & compute.finish):
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+            with m.Elif(self.busy & hang_seen & hang):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1),
+                             self.error.eq(self.error | CoreError.HANG)]
             events = {
                 "cycles": 1,
                 "fetch_insns": fetch.dispatched,

@@ -18,3 +18,7 @@ class CoreError(enum.IntFlag, shape=8):
     BAD_INSN = 1 << 1
     #: Padding on a LOAD of WGT or UOP, or on a STORE; the padding is ignored.
     BAD_PAD = 1 << 2
+    #: No module can make progress and FINISH has not executed: the stream ended without
+    #: FINISH (or ``insn_count`` was 0), or the modules wait on each other's tokens. The
+    #: core stops (``busy`` falls, ``done`` rises) so the host does not wait forever.
+    HANG = 1 << 3

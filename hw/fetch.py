@@ -36,6 +36,8 @@ class Fetch(wiring.Component):
         Pulses once per instruction dispatched.
     busy : Out(1)
         Instructions remain to be fetched or dispatched.
+    stalled : Out(1)
+        An instruction waits for room in its (full) command queue.
     """
 
     def __init__(self, cfg):
@@ -49,7 +51,7 @@ class Fetch(wiring.Component):
             "load_cmd": Out(stream.Signature(128)),
             "compute_cmd": Out(stream.Signature(128)),
             "store_cmd": Out(stream.Signature(128)),
-            "dispatched": Out(1), "busy": Out(1),
+            "dispatched": Out(1), "busy": Out(1), "stalled": Out(1),
         })
 
     def elaborate(self, platform):
@@ -91,6 +93,7 @@ class Fetch(wiring.Component):
             with m.If(sel):
                 m.d.comb += tgt_ready.eq(port.ready)
         dispatch = buf_full & tgt_ready
+        m.d.comb += self.stalled.eq(buf_full & ~tgt_ready)
         last_in_beat = (sub == ipb - 1) | (insns_left == 1)
         with m.If(dispatch):
             m.d.comb += self.dispatched.eq(1)

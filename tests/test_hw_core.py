@@ -289,3 +289,23 @@ def test_dma_write_error_reported():
     b = _builder()
     alu_program(b, AluOp.ADD, 1)
     assert _raw_run(b, fail_writes=True).error == CoreError.DMA_WRITE
+
+
+@pytest.mark.parametrize("case", ["no-finish", "deadlock", "empty"])
+def test_hang_detected(case):
+    """A stream without FINISH, a token deadlock, or insn_count 0 stops with HANG."""
+    from pyvta.hw.core_errors import CoreError
+    b = _builder()
+    if case == "no-finish":
+        alu_program(b, AluOp.ADD, 1)
+        b.insns.pop()  # FINISH
+        b.sync("compute", pop_next_dep=True)  # the store token is consumed: queues drain
+    elif case == "deadlock":
+        b.sync("compute", pop_prev_dep=True)  # nobody ever pushes load->compute
+        b.finish()
+    if case == "empty":
+        run = run_core(b.cfg, b.dram, 0, 0)
+    else:
+        run = _raw_run(b)
+    assert run.error == CoreError.HANG
+    assert run.cycles < 100
