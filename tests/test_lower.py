@@ -213,3 +213,18 @@ def test_errors():
               {"x": x})
     assert not supports("tiny", qops.QMaxPool(pads=(20, 0, 0, 0)), [x], (1, 16, 4, 4))
     assert supports("tiny", qops.QMaxPool(), [x], (1, 16, 4, 4))
+
+
+@pytest.mark.parametrize("lo", [-128, 0])
+def test_conv_reinit_without_reset(lo):
+    """pre_shift > 0: later tiles set their accumulators with one MIN instead of reset + ADD."""
+    x = i8((1, 16, 16, 16))
+    q = qops.QConv2d(i8((24, 16, 3, 3)), RNG.integers(-90000, 90000, 24).astype(np.int32),
+                     qops.Requant(RNG.integers(1, 3000, 24).astype(np.int32), 13, 6, lo, 127),
+                     pads=(1, 1, 1, 1))
+    op = AccelOp("conv", q, ["x"], "y", [x.shape], (1, 24, 16, 16))
+    prog, counters = run_ops("tiny", [op], {"x": x}, ["y"])
+    insns = decode_program(prog.insns, load_config("tiny"))
+    resets = sum(1 for i in insns if i.opcode is Opcode.GEMM and i.reset_reg)
+    tiles = sum(1 for i in insns if i.opcode is Opcode.STORE and i.x_size and i.pop_prev_dep)
+    assert 1 <= resets <= 2 < tiles

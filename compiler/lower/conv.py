@@ -26,7 +26,7 @@ from ...hw.isa import AluOp, MemType
 from ..layout import ceil_div, pack_weight
 from ..qops import QConv2d
 from .emit import Emitter, LoweringError
-from .requant import requant_passes
+from .requant import reinit_passes, requant_passes
 
 __all__ = ["ConvGeom", "ConvPlan", "plan_conv", "lower_conv", "gemm_kernel"]
 
@@ -311,14 +311,28 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
 
     passes = requant_passes(qop.requant, qop.bias, g.o)
     vec_passes = [p for p in passes if p[2] is not None]
-    param_addr = [em.const(MemType.ACC, _param_vectors(cfg, p[2])) for p in vec_passes]
+    # Tiles whose accumulators hold this operator's clipped outputs skip the reset (requant.py).
+    reinit = reinit_passes(qop.requant, qop.bias, g.o,
+                           (g.c // g.groups) * g.kh * g.kw * 128 * 128)
+    if reinit is not None:
+        vec_passes += [p for p in [reinit[0]] + reinit[1] if p[2] is not None]
+    vectors = []                                 # distinct per-channel operands, by identity
+    for p in vec_passes:
+        if not any(v is p[2] for v in vectors):
+            vectors.append(p[2])
+    param_addr = [em.const(MemType.ACC, _param_vectors(cfg, v)) for v in vectors]
     # Per-channel vectors stay in ACC for the whole operator when they are small.
-    resident = len(vec_passes) * ob_total <= cfg.acc_depth // 4
-    par_res = cfg.acc_depth - len(vec_passes) * ob_total
+    resident = len(vectors) * ob_total <= cfg.acc_depth // 4
+    if not resident:
+        reinit = None
+        vectors = [p[2] for p in passes if p[2] is not None]
+        param_addr = param_addr[:len(vectors)]
+    par_res = cfg.acc_depth - len(vectors) * ob_total
     acc_half = par_res // 2 if resident else em.acc_half
+    clipped = np.zeros(cfg.acc_depth, bool)      # holds this operator's clipped outputs
 
     if plan is None:
-        plan = plan_conv(cfg, g, cb0, ncb, len(vec_passes), len(passes), name,
+        plan = plan_conv(cfg, g, cb0, ncb, len(vectors), len(passes), name,
                          acc_half if resident else None)
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
     tkh = plan.tkh or g.kh
@@ -354,7 +368,21 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         par = [acc0 + tob * th * tw + k * tob for k in range(len(param_addr))]
                         for k, addr in enumerate(param_addr):
                             b.load(MemType.ACC, par[k], addr + ob_s, 1, tob_v)
-                    b.gemm(em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), reset=True)
+
+                    def alu_pass(op, imm, vec, acc0=acc0, par=par, tob_v=tob_v, p=p):
+                        if vec is None:
+                            b.alu(op, em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), imm=imm)
+                        else:
+                            k = next(i for i, v in enumerate(vectors) if v is vec)
+                            b.alu(op, em.kernel([(acc0, par[k], 0)]), tob_v, p,
+                                  dst=(p, 1), src=(1, 0))
+                    region = slice(acc0, acc0 + tob_v * p)
+                    if reinit is not None and clipped[region].all():
+                        tile_passes = reinit[1]
+                        alu_pass(*reinit[0])
+                    else:
+                        tile_passes = passes
+                        b.gemm(em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), reset=True)
                     for r0, i0 in [(r0, i0) for r0 in range(0, n_red, tcb)
                                    for i0 in range(0, g.kh, tkh)]:
                         tcb_v, tkh_v = min(tcb, n_red - r0), min(tkh, g.kh - i0)
@@ -390,14 +418,11 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                                  acc0 + acc_half - 3)
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
-                    k = 0
-                    for op, imm, vec in passes:
-                        if vec is None:
-                            b.alu(op, em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), imm=imm)
-                        else:
-                            b.alu(op, em.kernel([(acc0, par[k], 0)]), tob_v, p,
-                                  dst=(p, 1), src=(1, 0))
-                            k += 1
+                    for alu in tile_passes:
+                        alu_pass(*alu)
+                    clipped[region] = True
+                    if tob_v * p < 3:  # scratch micro-ops (gemm_kernel mode C)
+                        clipped[acc0 + acc_half - 3:acc0 + acc_half] = False
                     em.end_tile_compute()
                     em.stores()
                     for ol in range(tob_v):

@@ -72,3 +72,39 @@ def requant_passes(rq: Requant, bias, channels: int) -> list:
     passes.append((AluOp.MAX, rq.lo, None))
     passes.append((AluOp.MIN, rq.hi, None))
     return passes
+
+
+def reinit_passes(rq: Requant, bias, channels: int, acc_bound: int):
+    """Passes for a tile whose accumulators still hold this operator's clipped outputs
+    (values in ``[rq.lo, rq.hi]``) instead of zeros; None when they do not apply.
+
+    With ``pre_shift = p > 0`` the plain sequence is GEMM reset, ADD bias, SHR p, ... . Here the
+    first pass is ``MIN(acc, bias - D)`` with ``D`` a multiple of ``2**p`` large enough that
+    ``bias - D <= lo``: it *sets* the accumulators to ``bias - D`` (no reset needed). After the
+    GEMMs, ``(t - D) >> p == (t >> p) - D / 2**p`` exactly (``t = conv + bias`` provably never
+    wraps: ``|t| + D < 2**31`` by ``acc_bound``), and ``D / 2**p * m`` is added back together
+    with the rounding constant (int32 ring arithmetic). One ALU pass fewer per element.
+    Returns ``(first_pass, later_passes)``.
+    """
+    p = rq.pre_shift
+    if p == 0:
+        return None
+    mult = np.broadcast_to(np.asarray(rq.mult, np.int64).reshape(-1), (channels,)) \
+        if np.asarray(rq.mult).size == 1 else np.asarray(rq.mult, np.int64).reshape(-1)
+    b = np.zeros(channels, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    d = max(0, -(-(int(b.max()) - rq.lo) // (1 << p))) * (1 << p)
+    if acc_bound + int(np.abs(b).max()) + d >= 1 << 31:
+        return None
+    first = _operand(AluOp.MIN, b - d)
+    rnd = (1 << (rq.shift - 1)) if rq.shift else 0
+    later = [(AluOp.SHR, p, None)]
+    if np.any(mult != 1):
+        later.append(_operand(AluOp.MUL, mult))
+    addend = wrap32((d >> p) * mult + rnd)
+    if np.any(addend != 0):
+        op = _operand(AluOp.ADD, addend)
+        later += _add_const(op[1]) if op[2] is None else [op]
+    if rq.shift:
+        later.append((AluOp.SHR, rq.shift, None))
+    later += [(AluOp.MAX, rq.lo, None), (AluOp.MIN, rq.hi, None)]
+    return first, later
