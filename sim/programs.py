@@ -354,8 +354,9 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     threads : 1 or 2
         Virtual threads: 2 double-buffers every on-chip buffer and overlaps load, compute and
         store with dependency tokens; 1 runs them one after the other.
-    tile : (mt, nt, kc), optional
-        Force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN).
+    tile : (mt, nt, kc) or (mt, nt, kc, order), optional
+        Force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN) and
+        optionally the tile order (``"nm"``: column tiles outer, ``"mn"``: row tiles outer).
     dram : Dram, optional
         The image to place operands in (default: a new one just large enough).
 
@@ -405,11 +406,15 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         mt, nt, kc, order = _choose_tiling(cfg, mb, nb, kb, slots, len(post_ops),
                                            bias is not None, (inp_cap, wgt_cap, acc_cap, uop_cap))
     else:
+        order = "nm"
+        if isinstance(tile, (tuple, list)) and len(tile) == 4:
+            *tile, order = tile
+            if order not in ("nm", "mn"):
+                raise ProgramError(f"tile order must be 'nm' or 'mn', not {order!r}")
         try:
             mt, nt, kc = (int(v) for v in tile)
         except (TypeError, ValueError):
             raise ProgramError(f"tile must be three integers (mt, nt, kc), not {tile!r}") from None
-        order = "nm"
         for name, v in (("mt", mt), ("nt", nt), ("kc", kc)):
             if v < 1:
                 raise ProgramError(f"tile {name} must be at least 1, not {v}")

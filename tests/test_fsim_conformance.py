@@ -103,14 +103,15 @@ def test_gemm_blocks_shr_max_min_plain(cfg):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_gemm_shr_max_min_virtual_threads(cfg, threads):
+@pytest.mark.parametrize("threads,order", [(1, "nm"), (2, "nm"), (2, "mn")])
+def test_gemm_shr_max_min_virtual_threads(cfg, threads, order):
     rng = np.random.default_rng(4)
     m, k, n = 6 * cfg.batch, 4 * cfg.block_in, 4 * cfg.block_out
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     w = rng.integers(-128, 128, (n, k), dtype=np.int8)
     # Small tiles force several output tiles and reduction chunks through both threads.
-    prog = gemm_program(cfg, a, w, shift=8, clip=(0, 127), threads=threads, tile=(2, 2, 2))
+    prog = gemm_program(cfg, a, w, shift=8, clip=(0, 127), threads=threads,
+                        tile=(2, 2, 2, order))
     FunctionalSimulator(cfg, prog.dram).run(prog.encode())
     expected = np.clip((a.astype(np.int64) @ w.astype(np.int64).T) >> 8, 0, 127)
     np.testing.assert_array_equal(prog.read_output(), expected.astype(np.int8))
@@ -352,6 +353,7 @@ def test_gemm_program_structure():
     (dict(threads=3), r"threads must be 1 or 2, not 3"),
     (dict(tile=(0, 1, 1)), r"tile mt must be at least 1, not 0"),
     (dict(tile="big"), r"tile must be three integers"),
+    (dict(tile=(1, 1, 1, "km")), r"tile order must be 'nm' or 'mn', not 'km'"),
 ])
 def test_gemm_program_bad_arguments(kwargs, match):
     from pyvta.sim.programs import ProgramError
@@ -366,3 +368,17 @@ def test_gemm_program_tile_too_big():
     a = np.zeros((512, 512), np.int8)
     with pytest.raises(ProgramError, match=r"tile mt\*kc=.* INP elements exceeds the 128"):
         gemm_program("tiny", a, a, tile=(64, 4, 64))
+
+
+def test_gemm_program_reuses_resident_weights(cfg):
+    """With the whole reduction in one chunk, each thread loads its weights once."""
+    rng = np.random.default_rng(13)
+    m, k, n = 8 * cfg.batch, 4 * cfg.block_in, 4 * cfg.block_out
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    prog = gemm_program(cfg, a, w, threads=2, tile=(2, 4, 4))
+    wgt_loads = [i for i in prog.insns if i.opcode.name == "LOAD" and i.memory_type is MemType.WGT]
+    inp_loads = [i for i in prog.insns if i.opcode.name == "LOAD" and i.memory_type is MemType.INP]
+    assert len(wgt_loads) == 2 and len(inp_loads) == 4
+    FunctionalSimulator(cfg, prog.dram).run(prog.encode())
+    np.testing.assert_array_equal(prog.read_output(), numpy_reference(a, w))
