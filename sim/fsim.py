@@ -6,6 +6,11 @@ three bounded command queues (load, compute, store); each module executes its ow
 order and blocks on the four bounded dependency-token queues. A stream that can never finish is
 reported as a :class:`DeadlockError` naming the stuck instructions, never a hang.
 
+Tokens carry vector clocks, so FINISH is checked against the happens-before order the tokens
+establish (every LOAD and STORE must be ordered before it), not just against this simulator's
+own schedule: a program that only works because fsim happened to run the store first is an
+error here, as it would be a race on hardware.
+
 Every instruction is executed with whole-array numpy operations: no Python loop runs per MAC or
 per lane (see ``docs/isa.md`` for the semantics this file implements).
 """
