@@ -128,13 +128,15 @@ def test_maxpool(preset, kernel, stride, pads):
 
 @pytest.mark.parametrize("preset", ["tiny", "pynq-z1"])
 @pytest.mark.parametrize("ma,mb,shift,lo", [(3, -5, 2, 0), (300, 1000, 11, -128), (1, 1, 0, -128),
-                                            (7232, -32768, 16, -20)])
+                                            (7232, -32768, 16, -20), (32700, 5, 16, 0),
+                                            (0, 640, 9, -128)])
 def test_add(preset, ma, mb, shift, lo):
     a, b = i8((1, 20, 11, 13)), i8((1, 20, 11, 13))
     q = qops.QAdd(ma, mb, shift, lo=lo)
     prog, _ = run_ops(preset, [AccelOp("add", q, ["a", "b"], "y", [a.shape] * 2, a.shape)],
                       {"a": a, "b": b}, ["y"])
     assert prog.info["add"]["small_mult"] == (max(abs(ma), abs(mb)) <= 127)
+    assert prog.info["add"]["digits"] == (not prog.info["add"]["small_mult"] and ma != 32700)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "pynq-z1"])

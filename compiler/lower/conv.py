@@ -112,7 +112,7 @@ def _mode(tob, th, tw):
 
 
 def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None,
-                scratch=None):
+                scratch=None, shared=False):
     """Micro-ops and GEMM loop of one tile variant; returns ``(uops, loop_kwargs)``.
 
     Micro-op order is reduction-major with output columns innermost (mode A), output positions
@@ -124,7 +124,10 @@ def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None
     r, cw = g.rows(th, tkh), g.cols(tw)
     p = th * tw
     src_ob = delta * r * cw
-    reds = [((cb * tkh + i) * g.kw + j, cb * r * cw + i * g.dh * cw + j * g.dw)
+    if shared:  # one weight block per input block, the same for every kernel position
+        kk = 1
+    reds = [(cb if shared else (cb * tkh + i) * g.kw + j,
+             cb * r * cw + i * g.dh * cw + j * g.dw)
             for cb in range(tcb) for i in range(tkh) for j in range(g.kw)]
     mode = _mode(tob, th, tw)
     if mode == "A":
@@ -306,6 +309,11 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     packed = pack_weight(_expand_groups(np.asarray(qop.weight), qop.groups, g.c), cfg)
     rows = [packed[ob, cb0[ob]:cb0[ob] + ncb[ob]].reshape(-1, cfg.block_out, cfg.block_in)
             for ob in range(ob_total)]
+    # Average pooling (ones) and the like: every kernel position has the same weight block.
+    shared = kk > 1 and all(
+        (r.reshape(n, kk, -1) == r.reshape(n, kk, -1)[:, :1]).all() for r, n in zip(rows, ncb))
+    if shared:
+        rows = [r.reshape(n, kk, cfg.block_out, cfg.block_in)[:, 0] for r, n in zip(rows, ncb)]
     woff = np.concatenate([[0], np.cumsum([r.shape[0] for r in rows])]).astype(int)
     w_addr = em.const(MemType.WGT, np.concatenate(rows))
 
@@ -404,7 +412,10 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                    in_addr + ((nb * cb_total + cb) * g.h + ih0 + yp0) * g.w
                                    + iw0 + xp0,
                                    r - yp0 - yp1, cw - xp0 - xp1, g.w, (yp0, yp1, xp0, xp1))
-                        if tkh_v == g.kh:
+                        if shared:
+                            b.load(MemType.WGT, wgt0, w_addr + woff[ob_s] + r0, tob_v,
+                                   tcb_v, n_red)
+                        elif tkh_v == g.kh:
                             b.load(MemType.WGT, wgt0, w_addr + woff[ob_s] + r0 * kk, tob_v,
                                    tcb_v * kk, n_red * kk)
                         else:
@@ -415,7 +426,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         em.use_step()
                         uops, loop = gemm_kernel(g, tcb_v, tob_v, th_v, tw_v, delta,
                                                  acc0, inp0, wgt0, tkh_v,
-                                                 acc0 + acc_half - 3)
+                                                 acc0 + acc_half - 3, shared)
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
                     for alu in tile_passes:

@@ -4,8 +4,11 @@ Both inputs and the output share one packed layout, so the tensor is processed a
 of elements in chunks. Each chunk: LOAD INP ``a`` and ``b``; GEMM reset; GEMM of ``a`` and of
 ``b`` with diagonal weight blocks. When both multipliers fit int8 the weights are
 ``mult_a * I`` and ``mult_b * I`` and both GEMMs accumulate into one region (the int8 x int8
-products are exact, as the reference's int32 products are); otherwise the weights are ``I``,
-``a`` and ``b`` land in two regions, and ALU MUL (immediate) and ADD (tensor) combine them.
+products are exact, as the reference's int32 products are). Multipliers in
+[-32768, 32639] are split in int8 digits ``m = h * 256 + l``: GEMMs with ``h_a*I`` and
+``h_b*I``, ALU shift left by 8, GEMMs with ``l_a*I`` and ``l_b*I`` (all exact). Otherwise the
+weights are ``I``, ``a`` and ``b`` land in two regions, and ALU MUL (immediate) and ADD
+(tensor) combine them.
 Then ADD rounding constant, SHR, MAX, MIN, STORE.
 """
 
@@ -35,8 +38,15 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
     if not 0 <= qop.shift <= 16:
         raise LoweringError(f"{name}: shift={qop.shift} must be in [0, 16]")
     small = all(-128 <= int(m) <= 127 for m in (qop.mult_a, qop.mult_b))
+    digits = None
+    if not small:
+        # m = hi * 256 + lo with int8 digits: a*ma + b*mb = (a*ha + b*hb) << 8 + a*la + b*lb.
+        lo_d = [((int(m) + 128) % 256) - 128 for m in (qop.mult_a, qop.mult_b)]
+        hi_d = [(int(m) - lo) // 256 for m, lo in zip((qop.mult_a, qop.mult_b), lo_d)]
+        if all(-128 <= h <= 127 for h in hi_d):
+            digits = (hi_d, lo_d)
     total = packed_elements(shape, cfg)
-    regions = 1 if small else 2
+    regions = 1 if small or digits else 2
     chunk = min(em.inp_half // 2, em.acc_half // regions, MAX_ITER, total)
     if chunk < 1:
         raise LoweringError(f"{name}: the INP/ACC buffers are too small")
@@ -44,6 +54,8 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
     chunk = ceil_div(total, n_chunks)  # even chunks
     if small:
         wblob = [identity_weight(cfg, qop.mult_a), identity_weight(cfg, qop.mult_b)]
+    elif digits:
+        wblob = [identity_weight(cfg, d) for d in digits[0] + digits[1]]
     else:
         wblob = [identity_weight(cfg, 1), identity_weight(cfg, 1)]
     w_addr = em.const(MemType.WGT, np.stack(wblob))
@@ -59,21 +71,32 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         n = min(chunk, total - e0)
         h_acc = em.tile()
         acc_a = h_acc * em.acc_half
-        acc_b = acc_a + (0 if small else chunk)
+        acc_b = acc_a + (0 if regions == 1 else chunk)
         b.gemm(em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), reset=True)
-        if not small:
+        if regions == 2:
             b.gemm(em.kernel([(acc_b, 0, 0)]), 1, n, dst=(0, 1), reset=True)
         hs = em.load_step()
         inp0, wgt0 = hs * em.inp_half, hs * em.wgt_half
         b.load(MemType.INP, inp0, a_addr + e0, 1, n)
         b.load(MemType.INP, inp0 + chunk, b_addr + e0, 1, n)
-        b.load(MemType.WGT, wgt0, w_addr, 1, 2)
+        b.load(MemType.WGT, wgt0, w_addr, 1, len(wblob))
         em.end_load_step()
         em.use_step()
-        b.gemm(em.kernel([(acc_a, inp0, wgt0)]), 1, n, dst=(0, 1), src=(0, 1))
-        b.gemm(em.kernel([(acc_b, inp0 + chunk, wgt0 + 1)]), 1, n, dst=(0, 1), src=(0, 1))
+        if digits:
+            for k, src in ((0, inp0), (1, inp0 + chunk)):
+                if digits[0][k]:
+                    b.gemm(em.kernel([(acc_a, src, wgt0 + k)]), 1, n, dst=(0, 1), src=(0, 1))
+            b.alu(AluOp.SHR, em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), imm=-8)
+            for k, src in ((0, inp0), (1, inp0 + chunk)):
+                if digits[1][k]:
+                    b.gemm(em.kernel([(acc_a, src, wgt0 + 2 + k)]), 1, n, dst=(0, 1),
+                           src=(0, 1))
+        else:
+            b.gemm(em.kernel([(acc_a, inp0, wgt0)]), 1, n, dst=(0, 1), src=(0, 1))
+            b.gemm(em.kernel([(acc_b, inp0 + chunk, wgt0 + 1)]), 1, n, dst=(0, 1),
+                   src=(0, 1))
         em.end_use_step()
-        if not small:
+        if not small and not digits:
             if qop.mult_a != 1:
                 b.alu(AluOp.MUL, em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), imm=qop.mult_a)
             if qop.mult_b != 1:
@@ -86,4 +109,4 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         b.store(acc_a, out_addr + e0, 1, n)
         em.end_stores()
     em.end_op(start, name)
-    return {"chunk": chunk, "small_mult": small}
+    return {"chunk": chunk, "small_mult": small, "digits": digits is not None}
