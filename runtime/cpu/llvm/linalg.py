@@ -8,10 +8,11 @@ here, so the generated inner loops have constant bounds and no per-element bound
 from __future__ import annotations
 
 import llvmlite.ir as ir
+import numpy as np
 
-from .renderer import F32, I64, FAST, Kernel, KernelBuilder, f32, i64
+from .renderer import F32, I64, Kernel, KernelBuilder, f32, i64
 
-__all__ = ["render_gemm", "render_im2col", "render_depthwise", "render_pool2d",
+__all__ = ["render_gemm", "render_im2col", "pack_b", "padded_cols", "render_depthwise", "render_pool2d",
            "render_resize2d", "valid_range"]
 
 _VEC = 8           # floats per vector register (AVX2); LLVM legalises it on other hosts
@@ -39,16 +40,34 @@ def _splat(b, value):
                             ir.Constant(ir.VectorType(ir.IntType(32), _VEC), [0] * _VEC))
 
 
-def render_gemm(M: int, N: int, K: int, a_strides, ldb: int, bias: str = "none",
-                batch: int = 1, batch_strides=(0, 0, 0, 0)) -> Kernel:
-    """``C[g] (M, N) = A[g] (M, K) @ B[g] (K, N) + bias`` for ``g < batch``.
+def padded_cols(n: int) -> int:
+    """``n`` rounded up to whole column panels (the packed-B and padded-C width)."""
+    return -(-n // _NR) * _NR
 
-    Arguments (in order): C (row-major, ldc = N), A (element ``(i, k)`` at
-    ``i * a_strides[0] + k * a_strides[1]``), B (row stride ``ldb``, unit column stride), and a
-    bias buffer when ``bias`` is ``"row"`` (M,), ``"col"`` (N,) or ``"full"`` (M, N).
-    ``batch_strides`` = strides of C, A, B and bias between batch entries. The parallel range is
-    over ``batch`` x row groups (6-row micro-tiles, then groups of 4, 2 and 1 rows).
+
+def pack_b(b: np.ndarray) -> np.ndarray:
+    """Pack a (K, N) matrix as column panels ``(Np/16, K, 16)``, zero-padded (numpy; used for
+    constant weights once, and for activation operands of MatMul)."""
+    k, n = b.shape
+    npad = padded_cols(n)
+    out = np.zeros((k, npad), np.float32)
+    out[:, :n] = b
+    return np.ascontiguousarray(out.reshape(k, npad // _NR, _NR).transpose(1, 0, 2))
+
+
+def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: int = 1,
+                batch_strides=(0, 0, 0, 0)) -> Kernel:
+    """``C[g] (M, Np) = A[g] (M, K) @ B[g] + bias`` for ``g < batch``, ``Np = padded_cols(N)``.
+
+    Arguments (in order): C (row-major, width Np), A (element ``(i, k)`` at
+    ``i * a_strides[0] + k * a_strides[1]``), B packed by :func:`pack_b` (or by
+    :func:`render_im2col`), and a bias buffer when ``bias`` is ``"row"`` (M,), ``"col"``
+    (Np,) or ``"full"`` (M, Np). ``batch_strides`` = strides of C, A, B and bias between
+    batch entries. The parallel range is ``batch`` x row groups (6-row micro-tiles, then
+    groups of 4, 2 and 1 rows). Packed panels make every B access of the inner loop
+    contiguous (no TLB misses on wide matrices).
     """
+    Np = padded_cols(N)
     sam, sak = a_strides
     sbc, sba, sbb, sbbias = batch_strides
     kb = KernelBuilder(3 + (bias != "none"))
@@ -64,8 +83,7 @@ def render_gemm(M: int, N: int, K: int, a_strides, ldb: int, bias: str = "none",
             rest.append((start, size))
             start += size
     n_groups = full_tiles + len(rest)
-    n_vec_tiles = N // _NR
-    n_vec_end = n_vec_tiles * _NR
+    n_tiles = Np // _NR
 
     def vload(ptr, idx):
         return b.load(kb.gep(ptr, idx), typ=vt, align=4)
@@ -73,34 +91,32 @@ def render_gemm(M: int, N: int, K: int, a_strides, ldb: int, bias: str = "none",
     def vstore(val, ptr, idx):
         b.store(val, kb.gep(ptr, idx), align=4)
 
-    def init_value(row, col, first, cbase, bias_base, vector):
+    def init_value(row, col, first, cbase, bias_base):
         """Accumulator start: the bias (first depth block) or the partial sum in C."""
-        load = vload if vector else kb.load
-        cpos = b.add(cbase, b.add(b.mul(row, i64(N)), col))
-        partial = load(C, cpos)
+        partial = vload(C, b.add(cbase, b.add(b.mul(row, i64(Np)), col)))
         if bias == "none":
-            start = ir.Constant(vt, [0.0] * _VEC) if vector else f32(0.0)
+            start = ir.Constant(vt, [0.0] * _VEC)
         elif bias == "row":
-            v = kb.load(Bias, b.add(bias_base, row))
-            start = _splat(b, v) if vector else v
+            start = _splat(b, kb.load(Bias, b.add(bias_base, row)))
         elif bias == "col":
-            start = load(Bias, b.add(bias_base, col))
+            start = vload(Bias, b.add(bias_base, col))
         else:
-            start = load(Bias, b.add(bias_base, b.add(b.mul(row, i64(N)), col)))
+            start = vload(Bias, b.add(bias_base, b.add(b.mul(row, i64(Np)), col)))
         return b.select(first, start, partial)
 
     def micro(rows, kc, kend, first, bases, jlo, jhi):
-        """One tile of ``len(rows)`` rows for the full column tiles ``[jlo, jhi)``."""
+        """One tile of ``len(rows)`` rows for the column panels ``[jlo, jhi)``."""
         cbase, abase, bbase, biasb = bases
         with kb.loop(jlo, jhi) as jt:
             col = b.mul(jt, i64(_NR))
+            panel = b.add(bbase, b.mul(jt, i64(K * _NR)))
             slots = [[kb.alloca(vt) for _ in range(2)] for _ in rows]
             for r, row in enumerate(rows):
                 for v in range(2):
-                    b.store(init_value(row, b.add(col, i64(v * _VEC)), first, cbase, biasb,
-                                       True), slots[r][v])
+                    b.store(init_value(row, b.add(col, i64(v * _VEC)), first, cbase, biasb),
+                            slots[r][v])
             with kb.loop(kc, kend) as k:
-                brow = b.add(bbase, b.add(b.mul(k, i64(ldb)), col))
+                brow = b.add(panel, b.mul(k, i64(_NR)))
                 bv = [vload(B, brow), vload(B, b.add(brow, i64(_VEC)))]
                 for r, row in enumerate(rows):
                     a = kb.load(A, b.add(abase, b.add(b.mul(row, i64(sam)),
@@ -109,25 +125,12 @@ def render_gemm(M: int, N: int, K: int, a_strides, ldb: int, bias: str = "none",
                     for v in range(2):
                         b.store(b.call(fma_v, [av, bv[v], b.load(slots[r][v])]), slots[r][v])
             for r, row in enumerate(rows):
-                cpos = b.add(cbase, b.add(b.mul(row, i64(N)), col))
+                cpos = b.add(cbase, b.add(b.mul(row, i64(Np)), col))
                 vstore(b.load(slots[r][0]), C, cpos)
                 vstore(b.load(slots[r][1]), C, b.add(cpos, i64(_VEC)))
 
-    def tail(rows, kc, kend, first, bases):
-        """Columns beyond the last full tile, one at a time."""
-        cbase, abase, bbase, biasb = bases
-        acc = kb.alloca(F32)
-        for row in rows:
-            with kb.loop(n_vec_end, N) as j:
-                b.store(init_value(row, j, first, cbase, biasb, False), acc)
-                with kb.loop(kc, kend) as k:
-                    a = kb.load(A, b.add(abase, b.add(b.mul(row, i64(sam)), b.mul(k, i64(sak)))))
-                    bb = kb.load(B, b.add(bbase, b.add(b.mul(k, i64(ldb)), j)))
-                    b.store(b.fadd(b.load(acc), b.fmul(a, bb, flags=FAST), flags=FAST), acc)
-                kb.store(b.load(acc), C, b.add(cbase, b.add(b.mul(row, i64(N)), j)))
-
     def for_groups(body):
-        """Run ``body(rows)`` for the row group of parallel index p (6 rows, then 4/2/1)."""
+        """Run ``body(rows, bases)`` for the row group of each parallel index."""
         with kb.loop(kb.lo, kb.hi) as p:
             g = b.sdiv(p, i64(n_groups))
             rg = b.srem(p, i64(n_groups))
@@ -136,9 +139,9 @@ def render_gemm(M: int, N: int, K: int, a_strides, ldb: int, bias: str = "none",
                 with b.if_then(b.icmp_signed("<", rg, i64(full_tiles))):
                     r0 = b.mul(rg, i64(_MR))
                     body([b.add(r0, i64(r)) for r in range(_MR)], bases)
-            for index, (start, size) in enumerate(rest, start=full_tiles):
+            for index, (start_row, size) in enumerate(rest, start=full_tiles):
                 with b.if_then(b.icmp_signed("==", rg, i64(index))):
-                    body([i64(start + r) for r in range(size)], bases)
+                    body([i64(start_row + r) for r in range(size)], bases)
 
     tiles_per_block = _NC // _NR
     with kb.loop(0, (K + _KC - 1) // _KC) as kblk:
@@ -146,24 +149,25 @@ def render_gemm(M: int, N: int, K: int, a_strides, ldb: int, bias: str = "none",
         kend = b.select(b.icmp_signed("<", b.add(kc, i64(_KC)), i64(K)),
                         b.add(kc, i64(_KC)), i64(K))
         first = b.icmp_signed("==", kblk, i64(0))
-        if n_vec_tiles:
-            # Column blocks outside the row loop: a KC x NC block of B is reused from L2 by
-            # every row group of this thread.
-            with kb.loop(0, (n_vec_tiles + tiles_per_block - 1) // tiles_per_block) as jb:
-                jlo = b.mul(jb, i64(tiles_per_block))
-                jhi = b.select(b.icmp_signed("<", b.add(jlo, i64(tiles_per_block)),
-                                             i64(n_vec_tiles)),
-                               b.add(jlo, i64(tiles_per_block)), i64(n_vec_tiles))
-                for_groups(lambda rows, bases: micro(rows, kc, kend, first, bases, jlo, jhi))
-        if n_vec_end < N:
-            for_groups(lambda rows, bases: tail(rows, kc, kend, first, bases))
-    return kb.finish(batch * n_groups, _MR * N * K)
+        # Column blocks outside the row loop: a KC x NC block of B is reused from L2 by
+        # every row group of this thread.
+        with kb.loop(0, (n_tiles + tiles_per_block - 1) // tiles_per_block) as jb:
+            jlo = b.mul(jb, i64(tiles_per_block))
+            jhi = b.select(b.icmp_signed("<", b.add(jlo, i64(tiles_per_block)), i64(n_tiles)),
+                           b.add(jlo, i64(tiles_per_block)), i64(n_tiles))
+            for_groups(lambda rows, bases: micro(rows, kc, kend, first, bases, jlo, jhi))
+    return kb.finish(batch * n_groups, _MR * Np * K)
 
 
-def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation) -> Kernel:
-    """``cols[(c, ky, kx), (oy, ox)] = x[c, oy*s + ky*d - pad, ...]`` (0 outside), parallel over c.
+def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation,
+                  groups: int = 1) -> Kernel:
+    """Convolution patches of x (C, H, W) packed as GEMM B operands, parallel over channels.
 
-    Arguments: cols (C*KH*KW, OH*OW), x (C, H, W). ``pads`` = (top, left, bottom, right).
+    Row ``r = (c, ky, kx)`` (within its group), column ``q = (oy, ox)``; the value
+    ``x[c, oy*s + ky*d - pad, ...]`` (0 outside) goes to the packed-panel layout of
+    :func:`pack_b`: ``cols[g][q // 16][r][q % 16]`` with ``Np = padded_cols(OH*OW)`` columns
+    per group. Columns ``q >= OH*OW`` are never written (the caller zeroes them once).
+    ``pads`` = (top, left, bottom, right).
     """
     kh, kw = kernel
     sh, sw = stride
@@ -171,35 +175,47 @@ def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation) -> Ker
     pt, pl, pb, pr = pads
     oh = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    rows = (C // groups) * kh * kw            # rows per group
+    Np = padded_cols(oh * ow)
     kb = KernelBuilder(2)
     b = kb.b
     cols, x = kb.ptrs
     zero = f32(0.0)
+
+    def dest(row, q):
+        # (q // 16) * rows * 16 + row * 16 + q % 16, with shifts (16 is a power of two)
+        tile = b.ashr(q, i64(4))
+        lane = b.and_(q, i64(_NR - 1))
+        return b.add(b.add(b.mul(tile, i64(rows * _NR)), b.mul(row, i64(_NR))), lane)
+
     with kb.loop(kb.lo, kb.hi) as c:
+        g = b.sdiv(c, i64(C // groups))
+        cg = b.srem(c, i64(C // groups))
+        gbase = b.mul(g, i64(rows * Np))
         for ky in range(kh):
             ylo, yhi = valid_range(oh, sh, ky * dh - pt, H)
             for kx in range(kw):
                 xlo, xhi = valid_range(ow, sw, kx * dw - pl, W)
-                row = b.add(b.mul(c, i64(kh * kw)), i64(ky * kw + kx))
-                rbase = b.mul(row, i64(oh * ow))
-                # rows of the patch that fall entirely in the padding
+                row = b.add(b.mul(cg, i64(kh * kw)), i64(ky * kw + kx))
+                # patch rows that fall entirely in the padding
                 for lo, hi in ((0, ylo * ow), (yhi * ow, oh * ow)):
                     if hi > lo:
                         with kb.loop(lo, hi) as q:
-                            kb.store(zero, cols, b.add(rbase, q))
+                            kb.store(zero, cols, b.add(gbase, dest(row, q)))
                 if yhi <= ylo:
                     continue
                 with kb.loop(ylo, yhi) as oy:
-                    obase = b.add(rbase, b.mul(oy, i64(ow)))
+                    qrow = b.mul(oy, i64(ow))
                     iy = b.add(b.mul(oy, i64(sh)), i64(ky * dh - pt))
                     xbase = b.add(b.mul(c, i64(H * W)), b.mul(iy, i64(W)))
                     for lo, hi in ((0, xlo), (xhi, ow)):
                         if hi > lo:
                             with kb.loop(lo, hi) as ox:
-                                kb.store(zero, cols, b.add(obase, ox))
+                                kb.store(zero, cols, b.add(gbase, dest(row, b.add(qrow, ox))))
                     with kb.loop(xlo, xhi) as ox:
                         ix = b.add(b.mul(ox, i64(sw)), i64(kx * dw - pl))
-                        kb.store(kb.load(x, b.add(xbase, ix)), cols, b.add(obase, ox))
+                        kb.store(kb.load(x, b.add(xbase, ix)), cols,
+                                 b.add(gbase, dest(row, b.add(qrow, ox))))
     return kb.finish(C, kh * kw * oh * ow)
 
 

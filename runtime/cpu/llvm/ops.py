@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import numpy_ops as nops
 from .renderer import render_elementwise, render_rows
-from .linalg import (render_depthwise, render_gemm, render_im2col, render_pool2d,
+from .linalg import (pack_b, padded_cols, render_depthwise, render_gemm, render_im2col,
+                     render_pool2d,
                      render_resize2d)
 from .program import Program
 
@@ -136,12 +137,16 @@ _BINARY = {
 }
 
 
-def _elementwise(out_shape, in_shapes, expr, out_dtype=F, in_dtypes=None):
+#: Operators whose per-element work is a polynomial (worth threads on smaller tensors).
+_COSTLY = {"Sigmoid": 12, "Tanh": 14, "Exp": 10, "Erf": 16, "Gelu": 18, "Elu": 10}
+
+
+def _elementwise(out_shape, in_shapes, expr, out_dtype=F, in_dtypes=None, cost=1):
     out = np.empty(out_shape, out_dtype)
     in_dtypes = in_dtypes or [F] * len(in_shapes)
     kern = render_elementwise(out_shape, _contig(out_shape), out_dtype,
                               [(_bcast_strides(s, out_shape), 0, d)
-                               for s, d in zip(in_shapes, in_dtypes)], expr)
+                               for s, d in zip(in_shapes, in_dtypes)], expr, cost=cost)
     prog = Program(kern)
 
     def step(inputs):
@@ -177,7 +182,7 @@ def _plan_elementwise(node, shapes, dtypes, consts):
     expr = _unary_expr(node)
     if expr is None:
         return None
-    plan = _elementwise(shapes[0], [shapes[0]], expr)
+    plan = _elementwise(shapes[0], [shapes[0]], expr, cost=_COSTLY.get(node.op, 1))
     step = plan.steps[0]
     plan.steps = [lambda inputs: step(inputs[:1])]
     return plan
@@ -260,8 +265,9 @@ def _plan_pool(node, shapes, dtypes, consts):
     return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]), *extra)], 1)
 
 
-def _gemm_plan(M, N, K, bias_kind):
-    return Program(render_gemm(M, N, K, (K, 1), N, bias_kind))
+def _unpad_copy(rows, n, npad):
+    """A copy kernel from a (rows, npad) buffer to a (rows, n) one."""
+    return Program(render_elementwise((rows, n), (n, 1), F, [((npad, 1), 0, F)], None))
 
 
 def _plan_conv(node, shapes, dtypes, consts):
@@ -290,26 +296,51 @@ def _plan_conv(node, shapes, dtypes, consts):
     og = o // group
     kk = cg * kh * kw
     P = oh * ow
-    direct = kh == kw == 1 and strides == [1, 1] and pads == (0, 0, 0, 0)
-    gemm = Program(render_gemm(og, P, kk, (kk, 1), P, "row" if has_bias else "none",
-                               batch=group, batch_strides=(og * P, og * kk, kk * P, og)))
-    steps_kernels = 1
-    cols = None
-    if not direct:
-        im2col = Program(render_im2col(c, h, w, (kh, kw), strides, pads, dil))
-        cols = np.empty((c * kh * kw, P), F)
-        steps_kernels = 2
+    Np = padded_cols(P)
+    gemm = Program(render_gemm(og, P, kk, (kk, 1), "row" if has_bias else "none",
+                               batch=group, batch_strides=(og * Np, og * kk, kk * Np, og)))
+    im2col = Program(render_im2col(c, h, w, (kh, kw), strides, pads, dil, group))
+    cols = np.zeros(group * kk * Np, F)          # the padding columns stay zero
+    cpad = np.empty((o, Np), F) if Np != P else None
+    unpad = _unpad_copy(o, P, Np) if cpad is not None else None
 
     def step(ins):
         x, wt = _arr(ins[0]), _arr(ins[1])
         extra = [_arr(ins[2])] if has_bias else []
         for i in range(n):
-            if direct:
-                gemm(out[i], wt, x[i], *extra)
-            else:
-                im2col(cols, x[i])
+            im2col(cols, x[i])
+            if cpad is None:
                 gemm(out[i], wt, cols, *extra)
-    return NodePlan([out], [step], steps_kernels)
+            else:
+                gemm(cpad, wt, cols, *extra)
+                unpad(out[i], cpad)
+    return NodePlan([out], [step], 3 if cpad is not None else 2)
+
+
+def _packed_operand(b, const: bool, cache: dict, transpose: bool = False):
+    """B packed as column panels; constant operands are packed once and kept."""
+    if const and id(b) in cache:
+        return cache[id(b)][1]
+    packed = pack_b(b.T if transpose else b)
+    if const:
+        cache[id(b)] = (b, packed)       # holding b keeps its id from being reused
+    return packed
+
+
+def _gemm_core(M, N, K, a_strides, bias_kind):
+    """A GEMM writing an (M, N) output: the kernel plus, for ragged N, a padded buffer."""
+    Np = padded_cols(N)
+    gemm = Program(render_gemm(M, N, K, a_strides, bias_kind))
+    cpad = np.empty((M, Np), F) if Np != N else None
+    unpad = _unpad_copy(M, N, Np) if cpad is not None else None
+
+    def run(out2d, a, bpacked, *extra):
+        if cpad is None:
+            gemm(out2d, a, bpacked, *extra)
+        else:
+            gemm(cpad, a, bpacked, *extra)
+            unpad(out2d, cpad)
+    return run, Np
 
 
 def _plan_gemm(node, shapes, dtypes, consts):
@@ -323,33 +354,30 @@ def _plan_gemm(node, shapes, dtypes, consts):
     has_c = len(shapes) > 2 and shapes[2] is not None
     bias_kind = "none"
     if has_c:
-        cs = tuple(shapes[2])
-        bias_kind = "col" if cs in ((N,), (1, N)) else "full"
-    a_strides = (1, M) if ta else (K, 1)
-    prog = Program(render_gemm(M, N, K, a_strides, N, bias_kind))
+        bias_kind = "col" if tuple(shapes[2]) in ((N,), (1, N)) else "full"
+    run, Np = _gemm_core(M, N, K, (1, M) if ta else (K, 1), bias_kind)
     out = np.empty((M, N), F)
-    cache = {}
+    cache: dict = {}
+    bias_cache: dict = {}
 
     def step(ins):
-        a = _arr(ins[0])
-        b = ins[1]
-        if tb:
-            key = id(b)
-            # Constant weights are transposed once; activations on every call.
-            if 1 in consts and key in cache:
-                b = cache[key]
-            else:
-                b = np.ascontiguousarray(b.T)
-                if 1 in consts:
-                    cache[key] = b
+        bp = _packed_operand(ins[1], 1 in consts, cache, transpose=bool(tb))
         extra = []
         if has_c:
             cval = ins[2]
-            if bias_kind == "col":
-                extra = [_arr((cval.reshape(-1) * beta).astype(F))]
+            if 2 in consts and id(cval) in bias_cache:
+                padded = bias_cache[id(cval)][1]
             else:
-                extra = [_arr((np.broadcast_to(cval, (M, N)) * beta).astype(F))]
-        prog(out, a, _arr(b), *extra)
+                if bias_kind == "col":
+                    padded = np.zeros(Np, F)
+                    padded[:N] = cval.reshape(-1) * beta
+                else:
+                    padded = np.zeros((M, Np), F)
+                    padded[:, :N] = np.broadcast_to(cval, (M, N)) * beta
+                if 2 in consts:
+                    bias_cache[id(cval)] = (cval, padded)
+            extra = [padded]
+        run(out, _arr(ins[0]), bp, *extra)
     return NodePlan([out], [step], 1)
 
 
@@ -361,9 +389,13 @@ def _plan_matmul(node, shapes, dtypes, consts):
         return None
     K, N = b
     M = int(np.prod(a[:-1], dtype=np.int64))
-    prog = Program(render_gemm(M, N, K, (K, 1), N, "none"))
+    run, _ = _gemm_core(M, N, K, (K, 1), "none")
     out = np.empty(tuple(a[:-1]) + (N,), F)
-    return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]), _arr(ins[1]))], 1)
+    cache: dict = {}
+
+    def step(ins):
+        run(out.reshape(M, N), _arr(ins[0]), _packed_operand(ins[1], 1 in consts, cache))
+    return NodePlan([out], [step], 1)
 
 
 # ---------------------------------------------------------------------------------------------

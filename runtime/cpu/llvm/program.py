@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,9 +20,10 @@ from .renderer import Kernel
 
 __all__ = ["Program", "num_threads"]
 
-# Below this much work (elements touched) a kernel runs on the calling thread only:
-# waking a pool thread costs more than it saves.
-_PARALLEL_MIN_WORK = 1 << 15
+# Below this much work (elements touched, weighted by the kernel's cost per element) a kernel
+# runs on the calling thread only: handing work to a pool thread costs tens of microseconds,
+# more than a memory-bound pass over a few megabytes takes.
+_PARALLEL_MIN_WORK = 1 << 21
 
 _POOL = None
 
@@ -45,6 +47,28 @@ def _pool():
     return _POOL
 
 
+_ADDRESSES: dict = {}
+
+
+def _address(a: np.ndarray) -> int:
+    """The data address of ``a``; cached because ``a.ctypes.data`` costs over a microsecond.
+
+    Entries hold weak references: a dead array's entry never matches (its id may be reused
+    by a new array), and the cache keeps no array alive. numpy never moves an array's data.
+    """
+    hit = _ADDRESSES.get(id(a))
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    if len(_ADDRESSES) > 4096:
+        _ADDRESSES.clear()
+    addr = a.ctypes.data
+    try:
+        _ADDRESSES[id(a)] = (weakref.ref(a), addr)
+    except TypeError:       # pragma: no cover - objects without weak references
+        pass
+    return addr
+
+
 class Program:
     """A compiled :class:`~.renderer.Kernel`, callable on numpy arrays."""
 
@@ -61,7 +85,7 @@ class Program:
         k = self.kernel
         if len(arrays) != k.n_ptrs:
             raise ValueError(f"kernel takes {k.n_ptrs} buffers, not {len(arrays)}")
-        ptrs = [a.ctypes.data for a in arrays]
+        ptrs = [_address(a) for a in arrays]
         extent = k.extent
         nt = min(self.threads, extent)
         if nt <= 1 or extent * k.work_per_item < _PARALLEL_MIN_WORK:

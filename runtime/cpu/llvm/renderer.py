@@ -289,7 +289,7 @@ def _convert(b, value, src: np.dtype, dst: np.dtype):
 
 
 def render_elementwise(out_shape, out_strides, out_dtype, inputs, expr, out_offset=0,
-                       compute_dtype=np.float32) -> Kernel:
+                       compute_dtype=np.float32, cost: int = 1) -> Kernel:
     """A loop nest over ``out_shape`` computing ``out = expr(kb, math, *loaded_inputs)``.
 
     Parameters
@@ -302,6 +302,8 @@ def render_elementwise(out_shape, out_strides, out_dtype, inputs, expr, out_offs
     expr : callable or None
         ``expr(kb, math, *values) -> value`` on ``compute_dtype`` scalars; ``None`` copies the
         single input, converting its dtype to ``out_dtype``.
+    cost : int
+        Relative work per element (about 10 for exp/tanh/erf), for the threading decision.
     """
     out_dtype = np.dtype(out_dtype)
     strides_all = [tuple(out_strides)] + [tuple(s) for s, _, _ in inputs]
@@ -334,7 +336,7 @@ def render_elementwise(out_shape, out_strides, out_dtype, inputs, expr, out_offs
 
     nest(0, [])
     inner = int(np.prod(shape[1:], dtype=np.int64)) if rank > 1 else 1
-    return kb.finish(shape[0], inner)
+    return kb.finish(shape[0], inner * cost)
 
 
 def render_rows(kind: str, rows: int, length: int, eps: float = 0.0) -> Kernel:
@@ -401,4 +403,4 @@ def render_rows(kind: str, rows: int, length: int, eps: float = 0.0) -> Kernel:
                 y = b.fmul(b.fsub(kb.load(x, pos), mean), inv)
                 y = math.fma(y, kb.load(kb.ptrs[2], j), kb.load(kb.ptrs[3], j))
                 kb.store(y, out, pos)
-    return kb.finish(rows, length)
+    return kb.finish(rows, length * (1 if kind in ("mean", "sum", "max") else 12))

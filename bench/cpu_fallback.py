@@ -1,0 +1,195 @@
+"""Benchmark every LLVM CPU-fallback kernel against numpy and onnxruntime.
+
+Each case is one ONNX node on a realistic shape (MobileNet / ResNet / ViT feature maps). It runs
+three ways on the same inputs: the compiled LLVM kernel (``runtime/cpu/llvm``), the numpy
+implementation of the same operator (``runtime/cpu/numpy_ops.py``, the fallback where llvmlite
+is missing) and onnxruntime on a single-node model. Printed side by side with ratios; then
+the floors (no kernel slower than numpy, median within 2x of onnxruntime) and the first-run
+compile time against the cached second run.
+
+    python bench/cpu_fallback.py [--repeat 20] [--filter Conv] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def cases():
+    """(label, op, attrs, inputs, n_outputs); inputs after the first are constants."""
+    rng = np.random.default_rng(0)
+
+    def f(*s):
+        return rng.standard_normal(s).astype(np.float32)
+
+    fm = f(1, 64, 56, 56)             # ResNet stage-1 feature map
+    big = f(1, 32, 112, 112)          # MobileNet first feature map
+    q = rng.integers(-128, 128, (1, 64, 56, 56)).astype(np.int8)
+    out = [
+        ("Add 64x56x56", "Add", {}, [fm, f(1, 64, 56, 56)], 1),
+        ("Mul per-channel", "Mul", {}, [fm, f(1, 64, 1, 1)], 1),
+        ("Sub scalar", "Sub", {}, [fm, np.float32(0.5)], 1),
+        ("Div scalar", "Div", {}, [fm, np.float32(3.0)], 1),
+        ("Relu 32x112x112", "Relu", {}, [big], 1),
+        ("Clip 0..6", "Clip", {}, [big, np.float32(0), np.float32(6)], 1),
+        ("LeakyRelu", "LeakyRelu", {"alpha": 0.1}, [big], 1),
+        ("HardSigmoid", "HardSigmoid", {"alpha": 0.2, "beta": 0.5}, [big], 1),
+        ("HardSwish", "HardSwish", {}, [big], 1),
+        ("Sigmoid", "Sigmoid", {}, [big], 1),
+        ("Tanh", "Tanh", {}, [big], 1),
+        ("Exp", "Exp", {}, [big], 1),
+        ("Erf", "Erf", {}, [big], 1),
+        ("Gelu (ViT 197x3072)", "Gelu", {}, [f(1, 197, 3072)], 1),
+        ("Softmax attn 12x197x197", "Softmax", {"axis": -1}, [f(1, 12, 197, 197)], 1),
+        ("LayerNorm 197x768", "LayerNormalization", {"axis": -1, "epsilon": 1e-5},
+         [f(1, 197, 768), f(768), f(768)], 1),
+        ("MaxPool 3x3/2 stem", "MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2],
+                                           "pads": [1, 1, 1, 1]}, [f(1, 64, 112, 112)], 1),
+        ("AveragePool 3x3/1", "AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+         [f(1, 256, 14, 14)], 1),
+        ("GlobalAveragePool 1280x7x7", "GlobalAveragePool", {}, [f(1, 1280, 7, 7)], 1),
+        ("Resize nearest 2x", "Resize", {"mode": "nearest"},
+         [f(1, 128, 28, 28), None, np.array([1, 1, 2, 2], np.float32)], 1),
+        ("Resize linear 2x", "Resize", {"mode": "linear"},
+         [f(1, 128, 28, 28), None, np.array([1, 1, 2, 2], np.float32)], 1),
+        ("Concat channels", "Concat", {"axis": 1}, [fm, f(1, 64, 56, 56)], 1),
+        ("Split channels", "Split", {"axis": 1, "num_outputs": 2}, [fm], 2),
+        ("Slice crop", "Slice", {}, [fm, np.array([4, 4]), np.array([52, 52]),
+                                     np.array([2, 3])], 1),
+        ("Transpose NCHW->NHWC", "Transpose", {"perm": [0, 2, 3, 1]}, [fm], 1),
+        ("Pad 1", "Pad", {"mode": "constant"}, [fm, np.array([0, 0, 1, 1, 0, 0, 1, 1])], 1),
+        ("MatMul 197x768x768", "MatMul", {}, [f(1, 197, 768), f(768, 768)], 1),
+        ("Gemm FC 1280->1000", "Gemm", {"transB": 1}, [f(1, 1280), f(1000, 1280), f(1000)], 1),
+        ("Conv 3x3 64->64 56x56", "Conv", {"pads": [1, 1, 1, 1]},
+         [fm, f(64, 64, 3, 3) * 0.05, f(64)], 1),
+        ("Conv 1x1 256->1024 14x14", "Conv", {}, [f(1, 256, 14, 14), f(1024, 256, 1, 1) * 0.05,
+                                                 f(1024)], 1),
+        ("Conv 7x7/2 stem 3->64", "Conv", {"strides": [2, 2], "pads": [3, 3, 3, 3]},
+         [f(1, 3, 224, 224), f(64, 3, 7, 7) * 0.05, f(64)], 1),
+        ("Conv depthwise 3x3 144x56x56", "Conv", {"group": 144, "pads": [1, 1, 1, 1]},
+         [f(1, 144, 56, 56), f(144, 1, 3, 3), f(144)], 1),
+        ("QuantizeLinear", "QuantizeLinear", {}, [fm, np.float32(0.02), np.int8(0)], 1),
+        ("DequantizeLinear", "DequantizeLinear", {}, [q, np.float32(0.02), np.int8(0)], 1),
+    ]
+    return out
+
+
+def _time(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _ort_session(op, attrs, inputs, expected, threads):
+    import onnxruntime as ort
+    from onnx import helper
+    names = [f"i{k}" if a is not None else "" for k, a in enumerate(inputs)]
+    node = helper.make_node(op, names, [f"o{k}" for k in range(len(expected))], **attrs)
+    vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(a).dtype),
+                                         list(np.shape(a)))
+           for n, a in zip(names, inputs) if n]
+    outs = [helper.make_tensor_value_info(f"o{k}", helper.np_dtype_to_tensor_dtype(e.dtype),
+                                          list(e.shape)) for k, e in enumerate(expected)]
+    model = helper.make_model(helper.make_graph([node], "bench", vis, outs),
+                              opset_imports=[helper.make_opsetid("", 18 if op != "Gelu" else 20)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    # Idle onnxruntime workers otherwise spin and steal the CPU from the next measurement.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feeds = {n: np.asarray(a) for n, a in zip(names, inputs) if n}
+    return lambda: sess.run(None, feeds)
+
+
+def _plan(op, attrs, inputs, n_out):
+    from pyvta.compiler.ir import Node
+    from pyvta.runtime.cpu.llvm.ops import plan_node
+    node = Node(op, op, [f"i{k}" if a is not None else "" for k, a in enumerate(inputs)],
+                [f"o{k}" for k in range(n_out)], dict(attrs))
+    consts = {k: np.asarray(a) for k, a in enumerate(inputs) if k > 0 and a is not None}
+    plan = plan_node(node, [np.shape(a) if a is not None else None for a in inputs],
+                     [np.asarray(a).dtype if a is not None else None for a in inputs], consts)
+    return node, plan
+
+
+def compile_times(selected):
+    """First-run (empty cache) and second-run (cached) planning time of all kernels."""
+    from pyvta.runtime.cpu.llvm import compiler
+    results = []
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["PYVTA_CACHE_DIR"] = d
+        for _ in range(2):
+            compiler._COMPILERS.clear()          # a fresh process starts like this
+            t0 = time.perf_counter()
+            for _, op, attrs, inputs, n_out in selected:
+                _plan(op, attrs, inputs, n_out)
+            results.append((time.perf_counter() - t0, compiler.get_compiler().stats))
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--filter", default="", help="only cases whose label contains this")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for LLVM kernels and onnxruntime (default: all CPUs)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        os.environ["PYVTA_THREADS"] = str(args.threads)
+    from pyvta.runtime.cpu import numpy_ops
+    from pyvta.runtime.cpu.llvm.program import num_threads
+    threads = num_threads()
+    selected = [c for c in cases() if args.filter.lower() in c[0].lower()]
+
+    (first, st1), (second, st2) = compile_times(selected)
+
+    print(f"CPU fallback kernels: median of {args.repeat} runs, {threads} thread(s) for LLVM "
+          f"and onnxruntime; numpy = runtime/cpu/numpy_ops.py")
+    print(f"{'kernel':30} {'llvm ms':>9} {'numpy ms':>9} {'ort ms':>9} "
+          f"{'numpy/llvm':>10} {'llvm/ort':>9}  check")
+    vs_numpy, vs_ort, slower = [], [], []
+    for label, op, attrs, inputs, n_out in selected:
+        node, plan = _plan(op, attrs, inputs, n_out)
+        if plan is None:
+            print(f"{label:30} not compiled (runs on numpy)")
+            continue
+        ins = [np.asarray(a) if a is not None else None for a in inputs]
+        t_llvm = _time(lambda: plan(ins), args.repeat)
+        t_np = _time(lambda: numpy_ops.run_node(node, ins), max(3, args.repeat // 4))
+        want = numpy_ops.run_node(node, ins)
+        t_ort = _time(_ort_session(op, attrs, inputs, want, threads), args.repeat)
+        got = plan(ins)
+        ok = all(np.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want))
+        vs_numpy.append(t_np / t_llvm)
+        vs_ort.append(t_llvm / t_ort)
+        if t_np < t_llvm:
+            slower.append(label)
+        print(f"{label:30} {t_llvm * 1e3:9.3f} {t_np * 1e3:9.3f} {t_ort * 1e3:9.3f} "
+              f"{t_np / t_llvm:10.2f} {t_llvm / t_ort:9.2f}  {'ok' if ok else 'MISMATCH'}")
+    if vs_numpy:
+        print(f"\nmedian speed-up over numpy: {statistics.median(vs_numpy):.2f}x "
+              f"(min {min(vs_numpy):.2f}x); median llvm/onnxruntime time ratio: "
+              f"{statistics.median(vs_ort):.2f} (max {max(vs_ort):.2f})")
+        print(f"floor 'no kernel slower than numpy': "
+              f"{'met' if not slower else 'NOT met: ' + ', '.join(slower)}")
+        print(f"floor 'median within 2x of onnxruntime': "
+              f"{'met' if statistics.median(vs_ort) <= 2 else 'NOT met'}")
+    print(f"\ncompile, {len(selected)} nodes: first run {first:.2f} s ({st1.compiled} modules "
+          f"compiled), second run {second:.3f} s ({st2.compiled} compiled, {st2.cache_hits} "
+          f"loaded from the disk cache)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
