@@ -440,7 +440,8 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
 
     # --- DRAM image ---------------------------------------------------------------------------
     a_t, w_t = pack_inp(cfg, a), pack_wgt(cfg, w)
-    if dram is None:
+    own_dram = dram is None
+    if own_dram:
         need = a_t.nbytes + w_t.nbytes + mb * nb * cfg.out_elem_bytes + 4 * cfg.uop_depth
         if bias is not None:
             need += nb * cfg.acc_elem_bytes
@@ -547,6 +548,11 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     b.emit(MemInsn(opcode=Opcode.LOAD, memory_type=MemType.UOP, sram_base=0, dram_base=uop_elem,
                    y_size=1, x_size=len(uops), x_stride=len(uops)))
     b.insns.extend(body.insns)
+    if own_dram:
+        # Trim the image to what was placed (keeps raw images small for RTL DRAM models).
+        end = uop_elem * cfg.uop_elem_bytes + blob.size  # the micro-ops were placed last
+        used = -(-(end - b.dram.base) // 4096) * 4096
+        b.dram = Dram(base=b.dram.base, data=b.dram.mem[:used].tobytes())
     written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
     return GemmProgram(b, cfg, m, k, n, out_elem, tiling, written)
 
