@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pyvta.__main__ import main
 from pyvta.compiler.builder import ProgramBuilder

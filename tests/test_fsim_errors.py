@@ -1,5 +1,6 @@
 """Bad programs give one clear error, through the Python API and through ``pyvta sim run``."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 from pyvta.__main__ import main
 from pyvta.compiler.builder import ProgramBuilder
 from pyvta.hw.config import load_config
-from pyvta.hw.isa import IsaError, MemType, encode_program
+from pyvta.hw.isa import AluOp, IsaError, MemType
 from pyvta.sim.dram import Dram
 from pyvta.sim.fsim import DeadlockError, FunctionalSimulator, SimError
 
@@ -62,7 +63,7 @@ def case_unknown_memtype():
 def case_store_padding():
     b = builder()
     b.sync("compute", push_next_dep=True)
-    b.emit(__import__("dataclasses").replace(
+    b.emit(dataclasses.replace(
         b.store(0, 0, 1, 1, pop_prev_dep=True, push_prev_dep=True), y_pad_0=1))
     b.insns.pop(-2)  # keep only the padded copy
     b.sync("compute", pop_next_dep=True)
@@ -80,7 +81,7 @@ def case_uop_outside():
 
 def case_index_outside():
     b = builder()
-    b.alu(__import__("pyvta.hw.isa", fromlist=["AluOp"]).AluOp.ADD, (0, 1),
+    b.alu(AluOp.ADD, (0, 1),
           iter_out=3, dst=(1024, 0), imm=1)
     ok_tail(b)
     return b.encode(), SimError, (r"instruction 0 \(ALU.*micro-op 0 at iteration \(i=2, j=0\) "
