@@ -126,7 +126,7 @@ def _input_values(model, input_shapes: dict) -> list:
         else:
             shape = []
             for i, d in enumerate(dims):
-                if d.HasField("dim_value") and d.dim_value > 0:
+                if d.HasField("dim_value") and d.dim_value >= 0:
                     shape.append(d.dim_value)
                 else:
                     label = f" ({d.dim_param!r})" if d.dim_param else ""
@@ -232,6 +232,11 @@ class _Context:
         self.outputs: list = []
         self._used: set = set()
         self._counter = 0
+        self.read: set = set()      # every value some node or the graph output reads
+
+    def is_used(self, name) -> bool:
+        """Whether an (optional) output is read by anything."""
+        return bool(name) and name in self.read
 
     def shape(self, name) -> tuple:
         if name not in self.values:
@@ -358,6 +363,8 @@ def import_model(model, input_shapes: dict | None = None, *, run_passes: bool = 
     opset = _opset(model)
     input_shapes = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
     ctx = _Context(opset)
+    ctx.read = {i for n in model.graph.node for i in n.input if i} | \
+        {o.name for o in model.graph.output}
     inputs = _input_values(model, input_shapes)
     for v in inputs:
         ctx.values[v.name] = v

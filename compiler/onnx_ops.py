@@ -174,7 +174,7 @@ def GlobalMaxPool(ctx, x):
 @op
 def BatchNormalization(ctx, x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9,
                        spatial=1, training_mode=0, is_test=None, consumed_inputs=None):
-    if int(training_mode) or len([o for o in ctx.outputs if o]) > 1:
+    if int(training_mode) or any(ctx.is_used(o) for o in ctx.outputs[1:]):
         _unsupported(ctx, "training mode (running statistics outputs) is not supported")
     if int(spatial) != 1:
         _unsupported(ctx, f"spatial={spatial} (only 1 is supported)")
@@ -184,7 +184,7 @@ def BatchNormalization(ctx, x, scale, bias, mean, var, *, epsilon=1e-5, momentum
 
 @op
 def LayerNormalization(ctx, x, scale, bias="", *, axis=-1, epsilon=1e-5, stash_type=1):
-    if any(o for o in ctx.outputs[1:]):
+    if any(ctx.is_used(o) for o in ctx.outputs[1:]):
         _unsupported(ctx, "Mean / InvStdDev outputs are not supported")
     inputs = [x, scale] + ([bias] if bias else [])
     return [_node(ctx, "LayerNormalization", inputs, ctx.outputs[:1], axis=int(axis),
@@ -207,7 +207,7 @@ for _name in ("Relu", "Sigmoid", "Tanh", "HardSwish", "Softsign", "Softplus", "A
               "Not", "Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater",
               "LessOrEqual", "GreaterOrEqual", "And", "Or", "Where", "Max", "Min", "Sum",
               "Mean", "MatMul", "PRelu", "Expand", "Tile", "Size", "Range", "Identity",
-              "IsNaN"):
+              "IsNaN", "Round", "Tan", "Xor"):
     _simple(_name)
 
 
@@ -383,6 +383,8 @@ def Split(ctx, x, split="", *, axis=0, split_attr=None, num_outputs=None):
     if split_attr is not None:          # opset < 13: `split` attribute (renamed by the frontend)
         sizes = list(split_attr)
     elif split:
+        if ctx.const(split) is None:
+            _unsupported(ctx, "split sizes must be constant")
         sizes = [int(v) for v in ctx.const(split)]
     else:                               # equal parts; the last may be smaller (opset 18)
         chunk = -(-dim // n)
@@ -466,8 +468,8 @@ def Resize(ctx, x, roi="", scales="", sizes="", *, antialias=0, axes=None,
 
 
 @op
-def Dropout(ctx, x, ratio="", training_mode="", *, seed=None, is_test=None):
-    if any(o for o in ctx.outputs[1:]):
+def Dropout(ctx, x, ratio="", training_mode="", *, seed=None, is_test=None, ratio_attr=None):
+    if any(ctx.is_used(o) for o in ctx.outputs[1:]):
         _unsupported(ctx, "the mask output is not supported (inference only)")
     return [_node(ctx, "Identity", [x], ctx.outputs[:1])]
 
@@ -476,13 +478,14 @@ def _reduce(name, axes_input_from):
     """Reduce operators; canonical opset 17 has ``axes`` as an attribute except ReduceSum."""
     def fn(ctx, x, axes="", *, axes_attr=None, keepdims=1, noop_with_empty_axes=0):
         rank = len(ctx.shape(x))
+        ax = []
         if axes_attr is not None:
             ax = list(axes_attr)
         elif axes:
             if ctx.const(axes) is None:
                 _unsupported(ctx, "axes must be constant")
             ax = [int(a) for a in ctx.const(axes)]
-        else:
+        if not ax:      # no (or empty) axes: every axis, or nothing with noop_with_empty_axes
             if noop_with_empty_axes:
                 return [_node(ctx, "Identity", [x])]
             ax = list(range(rank))
@@ -497,7 +500,7 @@ def _reduce(name, axes_input_from):
 
 
 for _name in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2",
-              "ReduceSumSquare"):
+              "ReduceSumSquare", "ReduceLogSumExp"):
     _reduce(_name, 18)
 _reduce("ReduceSum", 13)
 
@@ -506,3 +509,61 @@ _reduce("ReduceSum", 13)
 def ArgMax(ctx, x, *, axis=0, keepdims=1, select_last_index=0):
     return [_node(ctx, "ArgMax", [x], axis=int(axis), keepdims=int(keepdims),
                   select_last_index=int(select_last_index))]
+
+
+@op
+def ArgMin(ctx, x, *, axis=0, keepdims=1, select_last_index=0):
+    return [_node(ctx, "ArgMin", [x], axis=int(axis), keepdims=int(keepdims),
+                  select_last_index=int(select_last_index))]
+
+
+@op
+def Mod(ctx, a, b, *, fmod=0):
+    return [_node(ctx, "Mod", [a, b], fmod=int(fmod))]
+
+
+@op
+def IsInf(ctx, x, *, detect_negative=1, detect_positive=1):
+    return [_node(ctx, "IsInf", [x], detect_negative=int(detect_negative),
+                  detect_positive=int(detect_positive))]
+
+
+@op
+def DepthToSpace(ctx, x, *, blocksize, mode="DCR"):
+    if mode not in ("DCR", "CRD"):
+        _unsupported(ctx, f"mode={mode!r}; expected DCR or CRD")
+    return [_node(ctx, "DepthToSpace", [x], blocksize=int(blocksize), mode=mode)]
+
+
+@op
+def SpaceToDepth(ctx, x, *, blocksize):
+    return [_node(ctx, "SpaceToDepth", [x], blocksize=int(blocksize))]
+
+
+@op
+def InstanceNormalization(ctx, x, scale, bias, *, epsilon=1e-5):
+    return [_node(ctx, "InstanceNormalization", [x, scale, bias], epsilon=float(epsilon))]
+
+
+@op
+def Mish(ctx, x):
+    # Mish appears at opset 18; opset 17 spells it x * tanh(softplus(x)).
+    t1, t2 = ctx.fresh("softplus"), ctx.fresh("tanh")
+    return [_node(ctx, "Softplus", [x], [t1]), _node(ctx, "Tanh", [t1], [t2]),
+            _node(ctx, "Mul", [x, t2])]
+
+
+@op
+def Upsample(ctx, x, scales="", *, mode="nearest", scales_attr=None, height_scale=None,
+             width_scale=None):
+    # Deprecated since opset 10; it is Resize with the "asymmetric" coordinate transform.
+    if scales_attr is not None:
+        scales = ctx.add_const("scales", np.array(list(scales_attr), np.float32))
+    elif not scales:
+        _unsupported(ctx, "scales are required")
+    if mode not in ("nearest", "linear", "bilinear"):
+        _unsupported(ctx, f"mode={mode!r}; expected nearest or linear")
+    return [_node(ctx, "Resize", [x, "", scales, ""],
+                  coordinate_transformation_mode="asymmetric", cubic_coeff_a=-0.75,
+                  exclude_outside=0, extrapolation_value=0.0,
+                  mode="nearest" if mode == "nearest" else "linear", nearest_mode="floor")]

@@ -12,7 +12,7 @@ import numpy as np
 from .ir import Graph, Node, Value
 
 __all__ = ["fold_constants", "infer_shapes", "fold_batchnorm", "eliminate_dead_code",
-           "dense_as_conv1x1", "IMPORT_PASSES", "QUANTIZE_PASSES", "run_passes"]
+           "dense_as_conv1x1", "remove_identity", "IMPORT_PASSES", "QUANTIZE_PASSES", "run_passes"]
 
 
 def fold_constants(graph: Graph) -> Graph:
@@ -165,11 +165,26 @@ def dense_as_conv1x1(graph: Graph) -> Graph:
     return eliminate_dead_code(graph)
 
 
+def remove_identity(graph: Graph) -> Graph:
+    """Bypass Identity nodes (Dropout at inference becomes one) unless they make a graph output."""
+    outputs = {v.name for v in graph.outputs}
+    rename: dict = {}
+    keep = []
+    for n in graph.nodes:
+        n.inputs = [rename.get(i, i) for i in n.inputs]
+        if n.op == "Identity" and not n.domain and n.outputs[0] not in outputs:
+            rename[n.outputs[0]] = n.inputs[0]
+            continue
+        keep.append(n)
+    graph.nodes = keep
+    return eliminate_dead_code(graph)
+
+
 #: What ``quantize`` expects to have run (accelerator-friendly rewrites), in order.
 QUANTIZE_PASSES = [dense_as_conv1x1, eliminate_dead_code]
 
 #: What ``import_model`` runs after its folding / shape-inference walk, in order.
-IMPORT_PASSES = [fold_batchnorm, eliminate_dead_code]
+IMPORT_PASSES = [remove_identity, fold_batchnorm, eliminate_dead_code]
 
 
 def run_passes(graph: Graph, passes, verify: bool = True) -> Graph:
