@@ -405,13 +405,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                                 f"of padding, more than {MAX_PAD}")
                         h = em.load_step()
                         inp0, wgt0 = h * em.inp_half, h * em.wgt_half
-                        nblk = (tob_v - 1) * delta + tcb_v
-                        for cl in range(nblk):
-                            cb = cb0[ob_s] + r0 + cl
-                            b.load(MemType.INP, inp0 + cl * r * cw,
-                                   in_addr + ((nb * cb_total + cb) * g.h + ih0 + yp0) * g.w
-                                   + iw0 + xp0,
-                                   r - yp0 - yp1, cw - xp0 - xp1, g.w, (yp0, yp1, xp0, xp1))
+                        # Weights first: they need not wait for the previous operator.
                         if shared:
                             b.load(MemType.WGT, wgt0, w_addr + woff[ob_s] + r0, tob_v,
                                    tcb_v, n_red)
@@ -422,6 +416,13 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                             b.load(MemType.WGT, wgt0,
                                    w_addr + woff[ob_s] + r0 * kk + i0 * g.kw, tob_v,
                                    tkh_v * g.kw, n_red * kk)
+                        nblk = (tob_v - 1) * delta + tcb_v
+                        for cl in range(nblk):
+                            cb = cb0[ob_s] + r0 + cl
+                            b.load(MemType.INP, inp0 + cl * r * cw,
+                                   in_addr + ((nb * cb_total + cb) * g.h + ih0 + yp0) * g.w
+                                   + iw0 + xp0,
+                                   r - yp0 - yp1, cw - xp0 - xp1, g.w, (yp0, yp1, xp0, xp1))
                         em.end_load_step()
                         em.use_step()
                         uops, loop = gemm_kernel(g, tcb_v, tob_v, th_v, tw_v, delta,

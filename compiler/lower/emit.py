@@ -81,6 +81,7 @@ class Emitter:
         self.wgt_half = cfg.wgt_depth // 2
         self.acc_half = cfg.acc_depth // 2
         self._step = 0          # load steps in the current segment
+        self._barrier_token = False  # a barrier token the next INP load must pop
         self._tile = 0          # output tiles in the current segment
         self._mark = None
         self._uops: list[Uop] = []
@@ -156,6 +157,13 @@ class Emitter:
             assert insn.opcode is Opcode.LOAD and insn.memory_type in _LOAD_MODULE
         if self._step >= 2:
             self._flag(first, pop_next_dep=True)
+        if self._barrier_token:
+            # Weights never depend on earlier stores: only the first INP load waits for them.
+            idx = next((i for i in range(first, len(self.insns))
+                        if self.insns[i].memory_type is MemType.INP), first)
+            assert self._step == 0 and not self.insns[idx].pop_next_dep
+            self._flag(idx, pop_next_dep=True)
+            self._barrier_token = False
         self._flag(len(self.insns) - 1, push_next_dep=True)
         self._step += 1
 
@@ -195,20 +203,25 @@ class Emitter:
         self._flag(len(self.insns) - 1, push_prev_dep=True)
         self._tile += 1
 
-    def barrier(self):
-        """Drain both pipelines: later loads see every earlier store (see the module doc)."""
+    def barrier(self, defer: bool = True):
+        """Drain both pipelines: later loads see every earlier store (see the module doc).
+
+        With ``defer`` the load module pops the barrier token only at the next operator's
+        first INP load, so that operator's first weights load while the last stores drain.
+        """
         pending_s2c = min(self._tile, 2)
         pending_c2l = min(self._step, 2)
         for _ in range(max(pending_s2c - 1, 0)):
             self.b.sync("compute", pop_next_dep=True)
         self.b.sync("compute", pop_next_dep=pending_s2c > 0, push_prev_dep=True)
-        for _ in range(pending_c2l + 1):
+        for _ in range(pending_c2l + (0 if defer else 1)):
             self.b.sync("load", pop_next_dep=True)
+        self._barrier_token = defer
         self._tile = self._step = 0
 
     def finish(self):
         """Barrier, hand the load module's last token to compute, FINISH."""
-        self.barrier()  # ends with a load-module sync instruction
+        self.barrier(defer=False)  # ends with a load-module sync instruction
         self._flag(len(self.insns) - 1, push_next_dep=True)
         self.b.sync("compute", pop_prev_dep=True)
         self.b.finish()
