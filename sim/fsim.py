@@ -18,6 +18,7 @@ per lane (see ``docs/isa.md`` for the semantics this file implements).
 from __future__ import annotations
 
 import collections
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,9 +112,16 @@ class FunctionalSimulator:
         The hardware configuration (or a preset name).
     dram : Dram
         The memory the program's DMA reads and writes.
+    schedule_seed : int, optional
+        Interleave the modules at random (seeded): each round visits them in a random order
+        and lets each run a random number of instructions, and fetch dispatches a random number.
+        A program whose tokens order every conflicting access gives the same result under every
+        schedule; running a few seeds is a cheap race detector for compilers and generators.
+        ``None`` (default) uses the fixed order compute, load, store.
     """
 
-    def __init__(self, cfg: HwConfig | str, dram: Dram):
+    def __init__(self, cfg: HwConfig | str, dram: Dram, *, schedule_seed: int | None = None):
+        self.schedule_seed = schedule_seed
         self.cfg = cfg = load_config(cfg)
         self.layout = insn_layout(cfg)
         self.dram = dram
@@ -158,19 +166,25 @@ class FunctionalSimulator:
         targets = [route(i) for i in insns]
         totals = collections.Counter(targets)
         depth = cfg.dep_queue_depth
+        rng = None if self.schedule_seed is None else random.Random(self.schedule_seed)
         pc = 0
         n = len(insns)
         while True:
             progress = False
-            while pc < n and len(queues[targets[pc]]) < cfg.cmd_queue_depth:
+            budget = n if rng is None else rng.randint(1, 8)
+            while pc < n and budget and len(queues[targets[pc]]) < cfg.cmd_queue_depth:
                 queues[targets[pc]].append(pc)
                 pc += 1
+                budget -= 1
                 progress = True
             # Compute first: the most adversarial order for FINISH (see _finish).
-            for module in (COMPUTE_Q, LOAD_Q, STORE_Q):
+            order = (COMPUTE_Q, LOAD_Q, STORE_Q) if rng is None else rng.sample(_MODULES, 3)
+            for module in order:
                 q = queues[module]
                 clock = clocks[module]
-                while q:
+                budget = n if rng is None else rng.randint(1, 4)
+                while q and budget:
+                    budget -= 1
                     idx = q[0]
                     insn = insns[idx]
                     pops = [t for f, t in _POPS[module].items() if getattr(insn, f)]
