@@ -12,7 +12,20 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import AluOp
 
-__all__ = ["AluLane"]
+__all__ = ["AluLane", "mul_low32"]
+
+
+def mul_low32(a, b):
+    """The low 32 bits of ``a * b`` from three 16x16 products.
+
+    A full 32x32 multiply costs many DSP48E1 per lane; only the low word is needed, so
+    ``a * b mod 2**32 = al*bl + ((ah*bl + al*bh) mod 2**16) * 2**16`` with 16-bit halves:
+    three 16x16 multipliers (one DSP48E1 each), signedness irrelevant modulo 2**32.
+    """
+    al, ah = a[:16], a[16:32]
+    bl, bh = b[:16], b[16:32]
+    cross = (ah * bl)[:16] + (al * bh)[:16]
+    return (al * bl + (cross[:16] << 16))[:32]
 
 
 class AluLane(wiring.Component):
@@ -47,5 +60,5 @@ class AluLane(wiring.Component):
             with m.Case(AluOp.SHR):
                 m.d.comb += self.out.eq(shifted)
             with m.Case(AluOp.MUL):
-                m.d.comb += self.out.eq(a * b)
+                m.d.comb += self.out.eq(mul_low32(a, b))
         return m

@@ -10,6 +10,14 @@ consecutive GEMM/ALU instructions; ``L`` = :attr:`GemmCore.LATENCY`)::
     cycle E=3+L  execute: acc[dst] + products (GEMM) or op(acc[dst], imm | acc[src]) (ALU)
     cycle E+1    write ACC[dst] and OUT[dst] (low byte of every lane)
 
+ACC read ports: GEMM and ALU-with-immediate micro-ops read one ACC element (dst); an ALU
+micro-op with a tensor operand reads two (dst and src). With two ACC read ports (the SRAM is
+duplicated) every micro-op takes one cycle. Where block RAM is short (the default
+configuration on an xc7z020: a second ACC copy would need 29 more BRAM36 than the part has
+left) the ACC has one read port, and a tensor-operand ALU micro-op takes two cycles: a first
+pipeline slot reads ``acc[src]`` into a holding register (with the same bypass as any read),
+the second executes. :func:`acc_read_ports_for` picks the mode from the configuration.
+
 Hazards: every ACC read happens one cycle before its use, so the only writes it can miss are
 (a) the write in the same cycle, which the SRAM's read ports see because they are transparent
 for the ACC write port, and (b) the write of the micro-op immediately ahead, which is bypassed
@@ -37,7 +45,26 @@ from .isa import AluOp, MemType, Opcode, insn_layout
 from .loader import TileLoader, UopLoader
 from .queues import SramReadSignature, SramWriteSignature, TokenPopSignature, TokenPushSignature
 
-__all__ = ["ComputeModule"]
+__all__ = ["ComputeModule", "acc_read_ports_for", "bram36_estimate"]
+
+# Aspect ratios (depth, width) of a Xilinx 7-series / UltraScale BRAM36.
+_BRAM36_MODES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36),
+                 (512, 72))
+
+
+def bram36_estimate(width: int, depth: int) -> int:
+    """BRAM36 blocks for one ``width`` x ``depth`` memory with one read port (best ratio)."""
+    return min(-(-width // w) * -(-depth // d) for d, w in _BRAM36_MODES)
+
+
+def acc_read_ports_for(cfg) -> int:
+    """2 (full-rate tensor ALU, ACC SRAM duplicated) if every on-chip buffer plus a second
+    ACC copy fits in 80 % of the part's BRAM36, else 1."""
+    need = sum(bram36_estimate(w * 8, d) for w, d in (
+        (cfg.inp_elem_bytes, cfg.inp_depth), (cfg.wgt_elem_bytes, cfg.wgt_depth),
+        (cfg.out_elem_bytes, cfg.out_depth), (4, cfg.uop_depth),
+        (cfg.acc_elem_bytes, cfg.acc_depth), (cfg.acc_elem_bytes, cfg.acc_depth)))
+    return 2 if need <= 0.8 * cfg.fpga_resources["bram36"] else 1
 
 
 class ComputeModule(wiring.Component):
@@ -62,10 +89,21 @@ class ComputeModule(wiring.Component):
         Status for the performance counters (``*_uop`` pulse once per micro-op issued).
     error : Out(CoreError)
         One-cycle pulses of error bits.
+
+    Parameters
+    ----------
+    cfg : HwConfig
+    acc_read_ports : 1, 2 or None
+        ACC SRAM read ports (see the module docstring); ``None``: :func:`acc_read_ports_for`.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, acc_read_ports: int | None = None):
+        if acc_read_ports is None:
+            acc_read_ports = acc_read_ports_for(cfg)
+        if acc_read_ports not in (1, 2):
+            raise ValueError(f"acc_read_ports must be 1 or 2, not {acc_read_ports!r}")
         self._cfg = cfg
+        self._acc_ports = acc_read_ports
         self._lay = insn_layout(cfg)
         super().__init__({
             "cmd": In(stream.Signature(128)),
@@ -100,7 +138,9 @@ class ComputeModule(wiring.Component):
         uop_rd = uop_mem.read_port()
         acc_wr = acc_mem.write_port()
         acc_rd_dst = acc_mem.read_port(transparent_for=(acc_wr,))
-        acc_rd_src = acc_mem.read_port(transparent_for=(acc_wr,))
+        dual = self._acc_ports == 2
+        if dual:
+            acc_rd_src = acc_mem.read_port(transparent_for=(acc_wr,))
 
         # --- loaders (micro-ops and ACC tiles) sharing the DMA port --------------------------
         m.submodules.uop_loader = uop_ld = UopLoader(cfg)
@@ -158,11 +198,18 @@ class ComputeModule(wiring.Component):
         last_k = k == uop_last
         last_j = j_cnt == iter_in_last
         last_i = i_cnt == iter_out_last
-        lg_last = lg_active & last_k & last_j & last_i
+        # Single ACC read port: a tensor-operand ALU micro-op first issues a src-fetch slot.
+        phase = Signal()
+        hold = Signal()  # this cycle issues the src-fetch slot (never with two ports)
+        if not dual:
+            m.d.comb += hold.eq(is_alu & ~use_imm & ~phase)
+            with m.If(lg_active & is_alu & ~use_imm):
+                m.d.sync += phase.eq(~phase)
+        lg_last = lg_active & last_k & last_j & last_i & ~hold
         nx_take = nx_valid & (~lg_active | lg_last)
 
         m.d.comb += [uop_rd.addr.eq(k), uop_rd.en.eq(1)]
-        with m.If(lg_active):
+        with m.If(lg_active & ~hold):
             with m.If(~last_k):
                 m.d.sync += k.eq(k + 1)
             with m.Else():
@@ -187,30 +234,32 @@ class ComputeModule(wiring.Component):
                 alu_op.eq(nx_a.alu_opcode), use_imm.eq(nx_a.use_imm), imm.eq(nx_a.imm),
                 uop_bgn.eq(nx_g.uop_bgn), uop_last.eq(nx_g.uop_end - 1), k.eq(nx_g.uop_bgn),
                 iter_out_last.eq(nx_g.iter_out - 1), iter_in_last.eq(nx_g.iter_in - 1),
-                i_cnt.eq(0), j_cnt.eq(0),
+                i_cnt.eq(0), j_cnt.eq(0), phase.eq(0),
                 f_dst[0].eq(nx_g.dst_factor_out), f_dst[1].eq(nx_g.dst_factor_in),
                 f_src[0].eq(nx_g.src_factor_out), f_src[1].eq(nx_g.src_factor_in),
                 f_wgt[0].eq(nx_g.wgt_factor_out), f_wgt[1].eq(nx_g.wgt_factor_in),
                 *[b.eq(0) for b in base], *[o.eq(0) for o in off],
             ]
-        m.d.comb += [self.gemm_uop.eq(lg_active & ~is_alu), self.alu_uop.eq(lg_active & is_alu)]
+        m.d.comb += [self.gemm_uop.eq(lg_active & ~is_alu),
+                     self.alu_uop.eq(lg_active & is_alu & ~hold)]
 
         # --- pipeline ---------------------------------------------------------------------------
-        op_fields = {"valid": 1, "is_alu": 1, "reset": 1, "alu_op": AluOp, "use_imm": 1,
-                     "imm": signed(16)}
-        meta0_lay = data.StructLayout({**op_fields, "dst": aw, "src": sw, "wgt": ww})
-        meta_lay = data.StructLayout({**op_fields, "dst": aw, "src": sw, "wgt": ww})
+        # src_fetch marks the first slot of a two-slot tensor ALU micro-op (one read port).
+        meta_lay = data.StructLayout({"valid": 1, "src_fetch": 1, "is_alu": 1, "reset": 1,
+                                      "alu_op": AluOp, "use_imm": 1, "imm": signed(16),
+                                      "dst": aw, "src": sw, "wgt": ww})
 
         # cycle 1: offsets of the micro-op being read.
-        s1 = Signal(meta0_lay)
-        m.d.sync += [s1.valid.eq(lg_active), s1.is_alu.eq(is_alu), s1.reset.eq(reset),
+        s1 = Signal(meta_lay)
+        m.d.sync += [s1.valid.eq(lg_active), s1.src_fetch.eq(hold),
+                     s1.is_alu.eq(is_alu), s1.reset.eq(reset),
                      s1.alu_op.eq(alu_op), s1.use_imm.eq(use_imm), s1.imm.eq(imm),
                      s1.dst.eq(off[0]), s1.src.eq(off[1]), s1.wgt.eq(off[2])]
         uop = data.View(lay.uop_layout, uop_rd.data)
         # cycle 2: buffer indices.
         s2 = Signal(meta_lay)
-        m.d.sync += [s2.eq(s1), s2.dst.eq(s1.dst + uop.dst_idx), s2.src.eq(s1.src + uop.src_idx),
-                     s2.wgt.eq(s1.wgt + uop.wgt_idx)]
+        m.d.sync += [s2.eq(s1), s2.src.eq(s1.src + uop.src_idx), s2.wgt.eq(s1.wgt + uop.wgt_idx),
+                     s2.dst.eq(Mux(s1.src_fetch, s1.src + uop.src_idx, s1.dst + uop.dst_idx))]
         m.d.comb += [self.inp_rd.addr.eq(s2.src), self.inp_rd.en.eq(1),
                      self.wgt_rd.addr.eq(s2.wgt), self.wgt_rd.en.eq(1)]
         m.submodules.gemm = gemm = GemmCore(cfg)
@@ -222,15 +271,21 @@ class ComputeModule(wiring.Component):
             m.d.sync += s.eq(stages[-1])
             stages.append(s)
         pre, ex = stages[-2], stages[-1]
-        m.d.comb += [acc_rd_dst.addr.eq(pre.dst), acc_rd_dst.en.eq(1),
-                     acc_rd_src.addr.eq(pre.src), acc_rd_src.en.eq(1)]
+        m.d.comb += [acc_rd_dst.addr.eq(pre.dst), acc_rd_dst.en.eq(1)]
+        if dual:
+            m.d.comb += [acc_rd_src.addr.eq(pre.src), acc_rd_src.en.eq(1)]
 
         # cycle E: execute, with the bypass from the write stage.
         w_valid = Signal()
         w_dst = Signal(aw)
         w_data = Signal(acc_bits)
         a_val = Mux(w_valid & (w_dst == ex.dst), w_data, acc_rd_dst.data)
-        b_val = Mux(w_valid & (w_dst == ex.src[:aw]), w_data, acc_rd_src.data)
+        if dual:
+            b_val = Mux(w_valid & (w_dst == ex.src[:aw]), w_data, acc_rd_src.data)
+        else:
+            b_val = Signal(acc_bits)  # acc[src], read by the micro-op's src-fetch slot
+            with m.If(ex.src_fetch):
+                m.d.sync += b_val.eq(a_val)
         result = Signal(acc_bits)
         for lane in range(lanes):
             alu = AluLane()
@@ -241,7 +296,7 @@ class ComputeModule(wiring.Component):
             gemm_res = a + gemm.sums.word_select(lane, 32).as_signed()
             m.d.comb += result.word_select(lane, 32).eq(
                 Mux(ex.reset, 0, Mux(ex.is_alu, alu.out, gemm_res)))
-        m.d.sync += [w_valid.eq(ex.valid), w_dst.eq(ex.dst), w_data.eq(result)]
+        m.d.sync += [w_valid.eq(ex.valid & ~ex.src_fetch), w_dst.eq(ex.dst), w_data.eq(result)]
 
         # cycle E+1: write ACC and OUT (OUT holds the low byte of every lane).
         m.d.comb += [

@@ -68,6 +68,10 @@ class Core(wiring.Component):
     ----------
     cfg : HwConfig or str
         The hardware configuration (or a preset name).
+    acc_read_ports : 1, 2 or None
+        ACC SRAM read ports of the compute module (2: tensor-operand ALU micro-ops at one
+        per cycle, ACC SRAM duplicated; 1: two cycles each). ``None`` picks 2 when the part's
+        block RAM allows (``compute.acc_read_ports_for``).
 
     Ports
     -----
@@ -91,8 +95,9 @@ class Core(wiring.Component):
         One port per name in :data:`COUNTERS`.
     """
 
-    def __init__(self, cfg: HwConfig | str | None = None):
+    def __init__(self, cfg: HwConfig | str | None = None, *, acc_read_ports: int | None = None):
         self._cfg = cfg = load_config(cfg)
+        self._acc_read_ports = acc_read_ports
         w = cfg.axi_data_width
         members = {
             "start": In(1),
@@ -121,7 +126,7 @@ class Core(wiring.Component):
         # --- modules ----------------------------------------------------------------------------
         m.submodules.fetch = fetch = Fetch(cfg)
         m.submodules.load = load = LoadModule(cfg)
-        m.submodules.compute = compute = ComputeModule(cfg)
+        m.submodules.compute = compute = ComputeModule(cfg, self._acc_read_ports)
         m.submodules.store = store = StoreModule(cfg)
 
         # --- command queues ----------------------------------------------------------------------

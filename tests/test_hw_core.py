@@ -6,6 +6,7 @@ import pytest
 
 from pyvta.compiler.builder import ProgramBuilder
 from pyvta.hw.config import load_config
+from pyvta.hw.core import Core
 from pyvta.hw.core_tb import run_core
 from pyvta.hw.isa import AluOp, MemType
 from pyvta.sim.dram import Dram
@@ -18,13 +19,14 @@ def _builder(cfg=TINY, size=1 << 16):
     return ProgramBuilder(cfg, Dram(size))
 
 
-def run_both(b: ProgramBuilder, stall=0.0, seed=0):
+def run_both(b: ProgramBuilder, stall=0.0, seed=0, ports=None):
     """Run the builder's program on fsim and on the RTL core; assert equal DRAM images."""
     prog = b.encode()
     addr = b.dram.put(np.frombuffer(prog, np.uint8), align=64)
     ref = Dram(data=b.dram.tobytes(), base=b.dram.base)
     FunctionalSimulator(b.cfg, ref).run(prog)
-    run = run_core(b.cfg, b.dram, addr, len(prog) // 16, stall=stall, seed=seed)
+    run = run_core(b.cfg, b.dram, addr, len(prog) // 16, stall=stall, seed=seed,
+                   core=Core(b.cfg, acc_read_ports=ports))
     diff = np.flatnonzero(ref.mem != b.dram.mem)
     assert diff.size == 0, (f"DRAM differs at {diff.size} bytes, first at {diff[0]:#x}: "
                             f"rtl={b.dram.mem[diff[:8]]} fsim={ref.mem[diff[:8]]}")
@@ -54,10 +56,12 @@ def alu_program(b, op, imm=None, rng=None, n=4):
 @pytest.mark.parametrize("op,imm", [(AluOp.ADD, 7), (AluOp.MAX, None), (AluOp.SHR, 3),
                                     (AluOp.SHR, -2), (AluOp.SHR, None), (AluOp.MUL, -3),
                                     (AluOp.MIN, None)])
-def test_alu_program(op, imm):
+@pytest.mark.parametrize("ports", [1, 2], ids=["1port", "2ports"])
+def test_alu_program(op, imm, ports):
     b = _builder()
     alu_program(b, op, imm)
-    run_both(b)
+    run = run_both(b, ports=ports)
+    assert run.counters["alu_uops"] == 4
 
 
 def gemm_program(b, rng, m=2, k=2, n=2, virtual_threads=False):
@@ -168,7 +172,8 @@ def test_padded_acc_load_and_unaligned_uops():
     run_both(b)
 
 
-def test_alu_back_to_back_hazards():
+@pytest.mark.parametrize("ports", [1, 2], ids=["1port", "2ports"])
+def test_alu_back_to_back_hazards(ports):
     """Each micro-op reads and writes what the previous one(s) wrote: the bypass must give
     the functional simulator's sequential result at one micro-op per cycle."""
     b = _builder()
@@ -186,7 +191,7 @@ def test_alu_back_to_back_hazards():
     b.alu(AluOp.ADD, (0, 3), iter_in=3, imm=-3, push_next_dep=True)  # same dst repeatedly
     b.store(0, out_addr, 1, 4, pop_prev_dep=True, push_prev_dep=True)
     b.finish(pop_next_dep=True)
-    run_both(b)
+    run_both(b, ports=ports)
 
 
 def test_virtual_threads():
@@ -230,7 +235,7 @@ def test_other_configs(changes):
     run_both(b, stall=0.2, seed=2)
 
 
-def run_random(cfg, seed, work, stall):
+def run_random(cfg, seed, work, stall, ports=None):
     """A random legal program (sim/randprog.py) on fsim and on the core; images must match."""
     from pyvta.sim.randprog import random_program
     p = random_program(cfg, seed, work=work)
@@ -241,7 +246,8 @@ def run_random(cfg, seed, work, stall):
     insn_addr = -(-init.end // 64) * 64
     dram = Dram(size=insn_addr - init.base + len(prog), base=init.base, data=init.tobytes())
     dram.write(insn_addr, np.frombuffer(prog, np.uint8))
-    run = run_core(p.cfg, dram, insn_addr, len(prog) // 16, stall=stall, seed=seed)
+    run = run_core(p.cfg, dram, insn_addr, len(prog) // 16, stall=stall, seed=seed,
+                   core=Core(p.cfg, acc_read_ports=ports))
     image = dram.mem[:init.size]
     diff = np.flatnonzero(image != ref.mem)
     assert diff.size == 0, f"seed {seed}: DRAM differs at {diff.size} bytes, first {diff[0]:#x}"
@@ -252,7 +258,7 @@ def run_random(cfg, seed, work, stall):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_random_programs_tiny(seed):
-    run_random(TINY, seed, work=300, stall=0.25 if seed % 2 else 0.0)
+    run_random(TINY, seed, work=300, stall=0.25 if seed % 2 else 0.0, ports=1 + (seed < 4))
 
 
 @pytest.mark.parametrize("changes,seed", [
