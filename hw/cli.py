@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -55,6 +56,15 @@ def _config_show(args):
 
 
 def _disasm(args):
+    try:
+        _write_disasm(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `pyvta disasm x.bin | head`): stop quietly, and point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _write_disasm(args):
     cfg = load_config(args.config)
     blob = Path(args.insn).read_bytes()
     if len(blob) % INSN_BYTES:
@@ -68,3 +78,4 @@ def _disasm(args):
     if args.uops:
         for k, uop in enumerate(decode_uops(Path(args.uops).read_bytes(), cfg)):
             out.write(f"uop {k:5d}  dst={uop.dst_idx} src={uop.src_idx} wgt={uop.wgt_idx}\n")
+    out.flush()
