@@ -24,6 +24,11 @@ for any preset and any ``M, K, N``:
 
 Compute passes per output tile: one reset (GEMM ``reset_reg``) plus one ALU pass per requested
 operation (ADD bias, SHR, MIN, MAX); each pass visits every accumulator element of the tile once.
+The compute module runs them serially with the GEMMs, so on a machine doing one micro-op per
+cycle they cost ``(1 + passes) / K_blocks`` of the GEMM time: 5 passes on a 128x128x128 GEMM
+(8 reduction blocks at BLOCK_IN 16) cap the whole program near 8 / 13 = 62 % of peak, while
+the ResNet-18 shapes (36 to 288 reduction blocks) lose 2 to 14 %. :attr:`GemmTiling.est_cycles`
+gives the event model's estimate for the chosen tiling.
 """
 
 from __future__ import annotations
