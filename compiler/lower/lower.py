@@ -93,7 +93,7 @@ def _check(ops, inputs, outputs, shapes):
 
 
 def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: dict,
-          progress=None) -> AccelProgram:
+          progress=None, estimate: bool = True) -> AccelProgram:
     """Compile a partition (``ops`` in topological order) into one accelerator program.
 
     Parameters
@@ -103,6 +103,7 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
     inputs, outputs : value names crossing the partition boundary (int8)
     shapes : logical shapes of (at least) the inputs
     progress : optional ``callable(index, count, op_name)`` called before each operator
+    estimate : run the cost model for ``est_cycles`` (False leaves them 0: capability checks)
     """
     cfg = load_config(cfg)
     ops = list(ops)
@@ -165,14 +166,15 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
         node_ranges.append([op.name, begin, len(em.insns)])
     em.finish()
     node_ranges[-1][2] = len(em.insns)
-    timing = simulate(cfg, em.insns)
-    est, prev = {}, 0
-    for name, b, e in node_ranges:
-        t = max(timing.end[b:e]) if e > b else prev
-        est[name] = est.get(name, 0) + max(0, t - prev)
-        prev = max(prev, t)
-    info["__total__"] = {"cycles": timing.total, "busy": timing.busy,
-                         "insns": len(em.insns)}
+    est, prev = {op.name: 0 for op in ops}, 0
+    if estimate:
+        timing = simulate(cfg, em.insns)
+        for name, b, e in node_ranges:
+            t = max(timing.end[b:e]) if e > b else prev
+            est[name] = est.get(name, 0) + max(0, t - prev)
+            prev = max(prev, t)
+        info["__total__"] = {"cycles": timing.total, "busy": timing.busy,
+                             "insns": len(em.insns)}
     return AccelProgram(cfg.fingerprint, encode_program(em.insns, cfg), em.region.size,
                         list(em.region.segments), [place[n] for n in inputs],
                         [place[n] for n in outputs], ops,
@@ -208,11 +210,27 @@ def run_fsim(prog: AccelProgram, cfg: HwConfig | str, feeds: dict, base: int = 0
 def supports(cfg: HwConfig | str, qop, in_shapes, out_shape) -> bool:
     """Whether :func:`lower` accepts ``qop`` with these shapes for ``cfg`` (the partitioner's
     capability check). Lowers the operator alone; any :class:`LoweringError` means no."""
-    in_shapes = [tuple(s) for s in in_shapes]
+    cfg = load_config(cfg)
+    in_shapes = [tuple(tuple(s) for s in in_shapes)][0]
+    key = (cfg.fingerprint, id(qop), in_shapes, tuple(out_shape))
+    hit = _SUPPORTS_CACHE.get(key)
+    if hit is not None and hit[0] is qop:  # the same object (ids can be reused)
+        return hit[1]
+    ok = _supports(cfg, qop, in_shapes, out_shape)
+    if len(_SUPPORTS_CACHE) > 4096:
+        _SUPPORTS_CACHE.clear()
+    _SUPPORTS_CACHE[key] = (qop, ok)
+    return ok
+
+
+_SUPPORTS_CACHE: dict = {}
+
+
+def _supports(cfg, qop, in_shapes, out_shape) -> bool:
     names = [f"in{i}" for i in range(len(in_shapes))]
     op = AccelOp("probe", qop, names, "out", in_shapes, tuple(out_shape))
     try:
-        lower(cfg, [op], names, ["out"], dict(zip(names, in_shapes)))
+        lower(cfg, [op], names, ["out"], dict(zip(names, in_shapes)), estimate=False)
     except (LoweringError, ValueError):
         return False
     return True
