@@ -171,3 +171,16 @@ def test_cli_errors(model_file, compiled, tmp_path, capsys, extra, match):
 def test_cli_missing_input_file(model_file, capsys):
     assert main(["run", str(model_file), "--input", "/nonexistent.npy"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_rtl_target_matches_fsim(compiled):
+    """The same model on the cycle-accurate RTL: identical outputs, measured cycles."""
+    cm, xs = compiled
+    want = runtime.load(cm, target="fsim").run({"x": xs[0]})
+    session = runtime.load(cm, target="rtl")
+    got = session.run({"x": xs[0]})
+    np.testing.assert_array_equal(got["logits"], want["logits"])
+    accel = [e for e in session.last_profile if e.op == "Accel"]
+    assert accel and all(e.cycles and e.cycles > 0 for e in accel)
