@@ -78,6 +78,8 @@ CONV_CASES = {
     "asym_pads_rect": dict(x=(1, 12, 7, 10), o=9, k=(3, 1), stride=(1, 2), pad=(2, 0, 1, 1)),
     "relu_5x5": dict(x=(1, 8, 11, 11), o=8, k=5, pad=2, lo=0),
     "one_pixel_out": dict(x=(1, 16, 3, 3), o=8, k=3),
+    "1x1_stride2_rowskip": dict(x=(1, 24, 13, 12), o=20, k=1, stride=2),
+    "1x1_stride3_padded": dict(x=(1, 16, 11, 10), o=16, k=1, stride=3, pad=(2, 1, 3, 0)),
 }
 
 
@@ -105,6 +107,11 @@ def test_conv_large_window_splits_kernel_rows():
                  [x.shape], (1, 8, 1, 1))
     prog, _ = run_ops("tiny", [op], {"x": x}, ["y"])
     assert prog.info["gap"]["tkh"] < 11
+    q = qops.QAvgPool(qops.Requant(np.int32(3), 6), (11, 9), (2, 3), (1, 2, 0, 1))
+    x = i8((1, 8, 17, 19))
+    op = AccelOp("ap", q, ["x"], "y", [x.shape], q.reference(x).shape)
+    prog, _ = run_ops("tiny", [op], {"x": x}, ["y"])
+    assert prog.info["ap"]["tkh"] < 11
 
 
 @pytest.mark.parametrize("preset", ["tiny", "pynq-z1"])

@@ -112,7 +112,7 @@ def _mode(tob, th, tw):
 
 
 def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None,
-                scratch=None, shared=False):
+                scratch=None, shared=False, rowskip=False):
     """Micro-ops and GEMM loop of one tile variant; returns ``(uops, loop_kwargs)``.
 
     Micro-op order is reduction-major with output columns innermost (mode A), output positions
@@ -122,6 +122,9 @@ def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None
     tkh = g.kh if tkh is None else tkh
     kk = tkh * g.kw
     r, cw = g.rows(th, tkh), g.cols(tw)
+    row = g.sh * cw  # distance in INP between the windows of consecutive output rows
+    if rowskip:  # one kernel row, strided: only the rows used were loaded
+        r, row = th, cw
     p = th * tw
     src_ob = delta * r * cw
     if shared:  # one weight block per input block, the same for every kernel position
@@ -133,10 +136,10 @@ def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None
     if mode == "A":
         uops = [(dst0 + ow, src0 + s + ow * g.sw, wgt0 + red)
                 for red, s in reds for ow in range(tw)]
-        loop = dict(iter_out=tob, iter_in=th, dst=(p, tw), src=(src_ob, g.sh * cw),
+        loop = dict(iter_out=tob, iter_in=th, dst=(p, tw), src=(src_ob, row),
                     wgt=(tcb * kk, 0))
     elif mode == "B":
-        uops = [(dst0 + oh * tw + ow, src0 + s + oh * g.sh * cw + ow * g.sw, wgt0 + red)
+        uops = [(dst0 + oh * tw + ow, src0 + s + oh * row + ow * g.sw, wgt0 + red)
                 for red, s in reds for oh in range(th) for ow in range(tw)]
         loop = dict(iter_out=tob, iter_in=1, dst=(p, 0), src=(src_ob, 0), wgt=(tcb * kk, 0))
     else:
@@ -146,7 +149,7 @@ def gemm_kernel(g: ConvGeom, tcb, tob, th, tw, delta, dst0, src0, wgt0, tkh=None
         uops = []
         for red, s in reds:
             uops += [(dst0 + ob * p + oh * tw + ow,
-                      src0 + ob * src_ob + s + oh * g.sh * cw + ow * g.sw,
+                      src0 + ob * src_ob + s + oh * row + ow * g.sw,
                       wgt0 + ob * tcb * kk + red)
                      for ob in range(tob) for oh in range(th) for ow in range(tw)]
             uops += dummies
@@ -215,33 +218,32 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                 # The largest reduction step that fits INP and WGT; balanced so steps are even.
                 tcb_fit = min(ncb_max, em_half["wgt"] // (tob * kk),
                               em_half["inp"] // (r * cw) - (tob - 1) * delta)
-                tkh = g.kh
-                if tcb_fit < 1:
+                if tcb_fit >= 1:
+                    steps = [(ceil_div(ncb_max, ceil_div(ncb_max, tcb_fit)), g.kh)]
+                else:
                     # One block's window is too big: split the kernel rows instead.
-                    tkh = next((k for k in range(g.kh - 1, 0, -1)
-                                if tob * k * g.kw <= em_half["wgt"] and
-                                g.rows(th, k) * cw * (1 + (tob - 1) * delta)
-                                <= em_half["inp"]), 0)
-                    if tkh == 0:
+                    steps = [(1, k) for k in range(g.kh - 1, 0, -1)
+                             if tob * k * g.kw <= em_half["wgt"] and
+                             g.rows(th, k) * cw * (1 + (tob - 1) * delta) <= em_half["inp"]]
+                    if not steps:
                         break
-                    tcb_fit = 1
-                nsteps = ceil_div(ncb_max, tcb_fit) * ceil_div(g.kh, tkh)
-                tcb = ceil_div(ncb_max, ceil_div(ncb_max, tcb_fit))
-                steps_per_tile = nsteps
-                par = 2 if steps_per_tile == 1 else 4
-                uops = 0
-                for tcb_v in _variants(ncb_max, tcb) | {min(n, tcb) for n in set(ncb)}:
-                    for tob_v in _variants(ob_total, tob):
-                        for th_v in _variants(g.ho, th):
-                            for tw_v in _variants(g.wo, tw):
-                                for tkh_v in _variants(g.kh, tkh):
-                                    uops += _kernel_size(g, tcb_v, tob_v, th_v, tw_v, tkh_v)
-                if uops * par + 8 > cfg.uop_depth:
-                    continue
-                cost = conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu,
-                                      tkh)
-                if best is None or cost < best.cost:
-                    best = ConvPlan(th, tw, tob, tcb, cost, tkh)
+                for tcb, tkh in steps:
+                    nsteps = ceil_div(ncb_max, tcb) * ceil_div(g.kh, tkh)
+                    par = 2 if nsteps == 1 else 4  # buffer-half combinations of kernels
+                    uops = 0
+                    for tcb_v in _variants(ncb_max, tcb) | {min(n, tcb) for n in set(ncb)}:
+                        for tob_v in _variants(ob_total, tob):
+                            for th_v in _variants(g.ho, th):
+                                for tw_v in _variants(g.wo, tw):
+                                    for tkh_v in _variants(g.kh, tkh):
+                                        uops += _kernel_size(g, tcb_v, tob_v, th_v, tw_v,
+                                                             tkh_v)
+                    if uops * par + 8 > cfg.uop_depth:
+                        continue
+                    cost = conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params,
+                                          n_alu, tkh)
+                    if best is None or cost < best.cost:
+                        best = ConvPlan(th, tw, tob, tcb, cost, tkh)
     if best is None:
         raise LoweringError(
             f"{name}: no tiling of this convolution ({g.c}->{g.o} channels, {g.h}x{g.w} input, "
@@ -397,6 +399,13 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         r = g.rows(th_v, tkh_v)
                         ih0 = oh0 * g.sh - g.pt + i0 * g.dh
                         yp0, yp1 = max(0, -ih0), max(0, ih0 + r - g.h)
+                        first_row, pitch = ih0 + yp0, g.w  # first loaded row, row pitch
+                        rowskip = tkh_v == 1 and g.sh > 1
+                        if rowskip:  # load only every sh-th row: the ones this step reads
+                            r, pitch = th_v, g.sh * g.w
+                            yp0 = ceil_div(max(0, -ih0), g.sh)
+                            yp1 = sum(1 for k in range(th_v) if ih0 + k * g.sh >= g.h)
+                            first_row = ih0 + yp0 * g.sh
                         if r - yp0 - yp1 < 1 or cw - xp0 - xp1 < 1:
                             raise LoweringError(f"{name}: a tile's input window lies entirely "
                                                 f"in the padding; reduce the pads")
@@ -420,14 +429,14 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         for cl in range(nblk):
                             cb = cb0[ob_s] + r0 + cl
                             b.load(MemType.INP, inp0 + cl * r * cw,
-                                   in_addr + ((nb * cb_total + cb) * g.h + ih0 + yp0) * g.w
+                                   in_addr + ((nb * cb_total + cb) * g.h + first_row) * g.w
                                    + iw0 + xp0,
-                                   r - yp0 - yp1, cw - xp0 - xp1, g.w, (yp0, yp1, xp0, xp1))
+                                   r - yp0 - yp1, cw - xp0 - xp1, pitch, (yp0, yp1, xp0, xp1))
                         em.end_load_step()
                         em.use_step()
                         uops, loop = gemm_kernel(g, tcb_v, tob_v, th_v, tw_v, delta,
                                                  acc0, inp0, wgt0, tkh_v,
-                                                 acc0 + acc_half - 3, shared)
+                                                 acc0 + acc_half - 3, shared, rowskip)
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
                     for alu in tile_passes:
