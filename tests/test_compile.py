@@ -127,3 +127,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["compile", str(tmp_path / "bad.onnx"), "-q"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pyvta: error: node 'ein': operator 'Einsum' is not supported")
+
+
+def test_runtime_sessions_agree_with_pipeline_reference(digits, tmp_path):
+    runtime = pytest.importorskip("pyvta.runtime")
+    path = artifact.save(tmp_path / "d.pyvta", digits)
+    x = np.load(DIGITS / "test.npz")["x"]
+    for target in ("cpu", "fsim"):
+        session = runtime.load(path, target=target)
+        for i in range(2):
+            feeds = {"x": x[i:i + 1]}
+            np.testing.assert_array_equal(session.run(feeds)["logits"],
+                                          run_compiled(digits, feeds, "cpu")["logits"])

@@ -4,8 +4,9 @@ Usage: ``python examples/digits/evaluate.py [--config pynq-z1] [--fsim N]``
 
 * float: onnxruntime on ``digits.onnx``
 * pyvta int8: the compiled model (per-channel and pow2 quantization, min-max and percentile
-  calibration) on the int8 reference of the accelerator operators; ``--fsim N`` also runs the
-  first N test images on the functional simulator and checks they are bit-identical
+  calibration) run by the pyvta runtime on target ``cpu`` (accelerator partitions emulated by
+  their exact int8 references); ``--fsim N`` also runs the first N test images on target
+  ``fsim`` (the functional simulator) and checks they are bit-identical
 * onnxruntime int8: ``onnxruntime.quantization.quantize_static`` with the same calibration
   set, with its default settings and with pyvta's scheme (symmetric int8 activations,
   per-channel weights).
@@ -54,9 +55,11 @@ def _ort_int8_accuracy(model_path, calib, x, y, **options):
 
 
 def _pyvta_accuracy(cm, x, y, target="cpu", limit=None):
-    from pyvta.compiler.compile import run_compiled
+    """Accuracy through the pyvta runtime (``pyvta.runtime.load``) on ``target``."""
+    from pyvta.runtime import load
+    session = load(cm, target=target)
     n = len(x) if limit is None else min(limit, len(x))
-    out = [run_compiled(cm, {"x": x[i:i + 1]}, target)["logits"] for i in range(n)]
+    out = [session.run({"x": x[i:i + 1]})["logits"] for i in range(n)]
     pred = np.array([int(o.argmax()) for o in out])
     return float(np.mean(pred == y[:n])), out
 
