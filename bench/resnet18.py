@@ -23,7 +23,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import RESNET18_MACS, resnet18  # noqa: E402
 
-from pyvta.compiler import qops  # noqa: E402
 from pyvta.compiler.calibrate import random_calibration  # noqa: E402
 from pyvta.compiler.frontend import import_model  # noqa: E402
 from pyvta.compiler.lower import AccelOp, lower, op_macs, run_fsim  # noqa: E402

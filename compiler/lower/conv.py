@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...hw.isa import AluOp, MemType
+from ...hw.isa import MemType
 from ..layout import ceil_div, pack_weight
 from ..qops import QConv2d
 from .emit import Emitter, LoweringError

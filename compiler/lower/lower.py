@@ -10,7 +10,7 @@ from ...sim.dram import Dram
 from ...sim.fsim import FunctionalSimulator
 from .. import qops
 from ..cost import simulate
-from ..layout import ceil_div, im2col_shape
+from ..layout import ceil_div
 from .conv import lower_conv
 from .eltwise import lower_add
 from .emit import Emitter, LoweringError
