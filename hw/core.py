@@ -15,7 +15,8 @@ Block diagram (queues are FIFOs, tokens are 1-bit dependency queues)::
 Control protocol
 ----------------
 * ``start`` (one-cycle pulse, ignored while ``busy``) latches ``insn_addr`` and
-  ``insn_count``, clears ``done``, ``error`` and every counter, and raises ``busy``.
+  ``insn_count``, clears ``done``, ``error`` and every counter, resets every module, queue
+  and pipeline (SRAM contents are kept) and raises ``busy``; fetch begins the next cycle.
 * ``busy`` is high from the cycle after ``start`` until the FINISH instruction executes.
 * ``done`` rises in the cycle FINISH executes and stays high until the next ``start``
   (a level, so a polling host cannot miss it; its rising edge is the "interrupt").
@@ -26,7 +27,7 @@ Control protocol
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -124,10 +125,22 @@ class Core(wiring.Component):
         cfg = self._cfg
 
         # --- modules ----------------------------------------------------------------------------
-        m.submodules.fetch = fetch = Fetch(cfg)
-        m.submodules.load = load = LoadModule(cfg)
-        m.submodules.compute = compute = ComputeModule(cfg, self._acc_read_ports)
-        m.submodules.store = store = StoreModule(cfg)
+        # Every module, queue and pipeline register is reset by ``start`` (SRAM contents are
+        # kept), so a run that stopped on an error cannot leave work behind for the next one.
+        start = Signal()
+        soft_reset = ResetInserter(start)
+        # Fetch starts the cycle after the reset, from the values latched with ``start``.
+        fetch_start = Signal()
+        addr, count = Signal(32), Signal(32)
+        m.d.sync += fetch_start.eq(start)
+        with m.If(start):
+            m.d.sync += [addr.eq(self.insn_addr), count.eq(self.insn_count)]
+        fetch, load = Fetch(cfg), LoadModule(cfg)
+        compute, store = ComputeModule(cfg, self._acc_read_ports), StoreModule(cfg)
+        m.submodules.fetch = soft_reset(fetch)
+        m.submodules.load = soft_reset(load)
+        m.submodules.compute = soft_reset(compute)
+        m.submodules.store = soft_reset(store)
 
         # --- command queues ----------------------------------------------------------------------
         queues = {}
@@ -135,19 +148,20 @@ class Core(wiring.Component):
                                ("compute_q", fetch.compute_cmd, compute.cmd),
                                ("store_q", fetch.store_cmd, store.cmd)):
             q = SyncFIFOBuffered(width=128, depth=cfg.cmd_queue_depth)
-            m.submodules[name] = queues[name] = q
+            queues[name] = q
+            m.submodules[name] = soft_reset(q)
             m.d.comb += [q.w_data.eq(src.payload), q.w_en.eq(src.valid), src.ready.eq(q.w_rdy),
                          dst.payload.eq(q.r_data), dst.valid.eq(q.r_rdy), q.r_en.eq(dst.ready)]
 
         # --- dependency-token queues -----------------------------------------------------------
-        start = Signal()
         tokens = {}
         for name, producer, consumer in (("l2c", load.l2c, compute.l2c),
                                          ("c2l", compute.c2l, load.c2l),
                                          ("c2s", compute.c2s, store.c2s),
                                          ("s2c", store.s2c, compute.s2c)):
             tq = TokenQueue(cfg.dep_queue_depth)
-            m.submodules[f"tok_{name}"] = tokens[name] = tq
+            tokens[name] = tq
+            m.submodules[f"tok_{name}"] = soft_reset(tq)
             wiring.connect(m, producer, tq.w)
             wiring.connect(m, consumer, tq.r)
             m.d.comb += tq.clear.eq(start)
@@ -185,12 +199,12 @@ class Core(wiring.Component):
         hang_seen = Signal()
         m.d.comb += hang.eq((~fetch.busy | fetch.stalled) & stuck["load"] & stuck["compute"]
                             & stuck["store"])
-        m.d.sync += hang_seen.eq(hang & self.busy & ~start)
+        m.d.sync += hang_seen.eq(hang & self.busy & ~start & ~fetch_start)
 
         # --- run control ----------------------------------------------------------------------------
         m.d.comb += [
             start.eq(self.start & ~self.busy),
-            fetch.start.eq(start), fetch.addr.eq(self.insn_addr), fetch.count.eq(self.insn_count),
+            fetch.start.eq(fetch_start), fetch.addr.eq(addr), fetch.count.eq(count),
         ]
         with m.If(start):
             m.d.sync += [self.busy.eq(1), self.done.eq(0), self.error.eq(0)]

@@ -23,7 +23,7 @@ from amaranth.sim import Simulator
 from .config import load_config
 from .core import COUNTERS, Core
 
-__all__ = ["CoreRun", "CoreTimeout", "run_core"]
+__all__ = ["CoreRun", "CoreTimeout", "run_core", "run_core_sequence"]
 
 
 class CoreTimeout(RuntimeError):
@@ -134,13 +134,25 @@ class _WritePort:
             self.reqs.append([addr, beats])
 
 
-def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 200_000,
-             stall: float = 0.0, seed: int = 0, core: Core | None = None,
-             trace_gemm: bool = False, fail_writes: bool = False) -> CoreRun:
+def run_core(cfg, dram, insn_addr: int, insn_count: int, **kwargs) -> CoreRun:
     """Run a program already placed in ``dram`` on the RTL core; ``dram`` is updated.
+
+    Keyword arguments are those of :func:`run_core_sequence`.
+    """
+    return run_core_sequence(cfg, dram, [(insn_addr, insn_count)], **kwargs)[0]
+
+
+def run_core_sequence(cfg, dram, programs, *, max_cycles: int = 200_000, stall: float = 0.0,
+                      seed: int = 0, core: Core | None = None, trace_gemm: bool = False,
+                      fail_writes: bool = False) -> list:
+    """Run several programs one after the other on one core (one simulation).
 
     Parameters
     ----------
+    programs : list of (insn_addr, insn_count)
+        Each is started once the previous one raised ``done``.
+    max_cycles : int
+        Budget per program; :class:`CoreTimeout` if ``done`` does not rise in time.
     stall : float
         Probability in [0, 1) that the DRAM model holds back any handshake in a cycle.
     trace_gemm : bool
@@ -152,42 +164,46 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 20
     core = core or Core(cfg)
     ab = cfg.axi_bytes
     rng = random.Random(seed)
-    reads = [_ReadPort(getattr(core, f"{n}_dma"), dram, ab, rng, stall)
-             for n in ("fetch", "load", "compute")]
-    write = _WritePort(core.store_dma, dram, ab, rng, stall, fail_writes)
-    result = {}
+    results = []
 
     async def bench(ctx):
-        ctx.set(core.insn_addr, insn_addr)
-        ctx.set(core.insn_count, insn_count)
-        ctx.set(core.start, 1)
-        await ctx.tick()
-        ctx.set(core.start, 0)
-        window = None
-        last_count = 0
-        for cycle in range(1, max_cycles + 1):
-            for p in reads:
-                p.drive(ctx)
-            write.drive(ctx)
-            rs = [p.sample(ctx) for p in reads]
-            ws = write.sample(ctx)
+        for insn_addr, insn_count in programs:
+            reads = [_ReadPort(getattr(core, f"{n}_dma"), dram, ab, rng, stall)
+                     for n in ("fetch", "load", "compute")]
+            write = _WritePort(core.store_dma, dram, ab, rng, stall, fail_writes)
+            ctx.set(core.insn_addr, insn_addr)
+            ctx.set(core.insn_count, insn_count)
+            ctx.set(core.start, 1)
             await ctx.tick()
-            for p, s in zip(reads, rs):
-                p.commit(*s)
-            write.commit(*ws)
-            if trace_gemm:
-                count = ctx.get(core.gemm_uops)
-                if count != last_count:
-                    # The counter is registered: the micro-op issued in the previous cycle.
-                    window = (window[0] if window else cycle - 1, cycle - 1)
-                    last_count = count
-            if ctx.get(core.done):
-                result["gemm_window"] = window
-                result["cycles"] = cycle
-                result["counters"] = {n: int(ctx.get(getattr(core, n))) for n in COUNTERS}
-                result["error"] = int(ctx.get(core.error))
-                return
-        raise CoreTimeout(f"the core did not finish within {max_cycles} cycles")
+            ctx.set(core.start, 0)
+            window = None
+            last_count = 0
+            for cycle in range(1, max_cycles + 1):
+                for p in reads:
+                    p.drive(ctx)
+                write.drive(ctx)
+                rs = [p.sample(ctx) for p in reads]
+                ws = write.sample(ctx)
+                await ctx.tick()
+                for p, s in zip(reads, rs):
+                    p.commit(*s)
+                write.commit(*ws)
+                if trace_gemm:
+                    count = ctx.get(core.gemm_uops)
+                    if count != last_count:
+                        # The counter is registered: the micro-op issued in the previous cycle.
+                        window = (window[0] if window else cycle - 1, cycle - 1)
+                        last_count = count
+                if ctx.get(core.done):
+                    results.append(CoreRun(
+                        counters={n: int(ctx.get(getattr(core, n))) for n in COUNTERS},
+                        error=int(ctx.get(core.error)), cycles=cycle, gemm_window=window))
+                    break
+            else:
+                raise CoreTimeout(f"the core did not finish within {max_cycles} cycles")
+            for p in reads:
+                p.drive(ctx)  # leave the ports idle-ready between runs
+            await ctx.tick()
 
     sim = Simulator(core)
     sim.add_clock(1e-8)
@@ -198,5 +214,4 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, *, max_cycles: int = 20
             sim.run()
     else:
         sim.run()
-    return CoreRun(counters=result["counters"], error=result["error"], cycles=result["cycles"],
-                   gemm_window=result["gemm_window"])
+    return results

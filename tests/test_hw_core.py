@@ -315,3 +315,28 @@ def test_hang_detected(case):
         run = _raw_run(b)
     assert run.error == CoreError.HANG
     assert run.cycles < 100
+
+
+def test_start_after_hang_resets_the_core():
+    """A run that deadlocks with instructions left in the queues, then a good program on the
+    same core: ``start`` must clear the leftovers, and the second result must match fsim."""
+    from pyvta.hw.core_errors import CoreError
+    from pyvta.hw.core_tb import run_core_sequence
+    b = _builder()
+    b.sync("compute", pop_prev_dep=True)  # deadlock: nobody pushes load->compute
+    b.gemm((0, 1), reset=True)
+    b.store(0, 0, 1, 1, pop_prev_dep=True)
+    b.finish()
+    bad = b.encode()
+    bad_addr = b.dram.put(np.frombuffer(bad, np.uint8))
+    b.insns.clear()
+    alu_program(b, AluOp.ADD, 3)
+    good = b.encode()
+    good_addr = b.dram.put(np.frombuffer(good, np.uint8))
+    ref = Dram(data=b.dram.tobytes(), base=b.dram.base)
+    FunctionalSimulator(b.cfg, ref).run(good)
+    runs = run_core_sequence(b.cfg, b.dram, [(bad_addr, len(bad) // 16),
+                                             (good_addr, len(good) // 16)])
+    assert runs[0].error == CoreError.HANG
+    assert runs[1].error == 0
+    assert np.array_equal(ref.mem, b.dram.mem)
