@@ -64,7 +64,7 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
     :func:`render_im2col`), and a bias buffer when ``bias`` is ``"row"`` (M,), ``"col"``
     (Np,) or ``"full"`` (M, Np). ``batch_strides`` = strides of C, A, B and bias between
     batch entries. The parallel range is ``batch`` x row groups (6-row micro-tiles, then
-    groups of 4, 2 and 1 rows). Packed panels make every B access of the inner loop
+    groups of 4, 2 and 1 rows) x column blocks of 256. Packed panels make every B access of the inner loop
     contiguous (no TLB misses on wide matrices).
     """
     Np = padded_cols(N)
@@ -129,34 +129,37 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
                 vstore(b.load(slots[r][0]), C, cpos)
                 vstore(b.load(slots[r][1]), C, b.add(cpos, i64(_VEC)))
 
-    def for_groups(body):
-        """Run ``body(rows, bases)`` for the row group of each parallel index."""
+    tiles_per_block = _NC // _NR
+    n_jb = (n_tiles + tiles_per_block - 1) // tiles_per_block
+
+    def for_items(body):
+        """Run ``body(rows, bases, jlo, jhi)`` for each parallel index ``p``, which names a
+        batch entry, a column block and a row group (row groups vary fastest, so a thread's
+        consecutive items share one block of B)."""
         with kb.loop(kb.lo, kb.hi) as p:
-            g = b.sdiv(p, i64(n_groups))
             rg = b.srem(p, i64(n_groups))
+            t = b.sdiv(p, i64(n_groups))
+            jb = b.srem(t, i64(n_jb))
+            g = b.sdiv(t, i64(n_jb))
+            jlo = b.mul(jb, i64(tiles_per_block))
+            jhi = b.select(b.icmp_signed("<", b.add(jlo, i64(tiles_per_block)), i64(n_tiles)),
+                           b.add(jlo, i64(tiles_per_block)), i64(n_tiles))
             bases = [b.mul(g, i64(s)) for s in (sbc, sba, sbb, sbbias)]
             if full_tiles:
                 with b.if_then(b.icmp_signed("<", rg, i64(full_tiles))):
                     r0 = b.mul(rg, i64(_MR))
-                    body([b.add(r0, i64(r)) for r in range(_MR)], bases)
+                    body([b.add(r0, i64(r)) for r in range(_MR)], bases, jlo, jhi)
             for index, (start_row, size) in enumerate(rest, start=full_tiles):
                 with b.if_then(b.icmp_signed("==", rg, i64(index))):
-                    body([i64(start_row + r) for r in range(size)], bases)
+                    body([i64(start_row + r) for r in range(size)], bases, jlo, jhi)
 
-    tiles_per_block = _NC // _NR
     with kb.loop(0, (K + _KC - 1) // _KC) as kblk:
         kc = b.mul(kblk, i64(_KC))
         kend = b.select(b.icmp_signed("<", b.add(kc, i64(_KC)), i64(K)),
                         b.add(kc, i64(_KC)), i64(K))
         first = b.icmp_signed("==", kblk, i64(0))
-        # Column blocks outside the row loop: a KC x NC block of B is reused from L2 by
-        # every row group of this thread.
-        with kb.loop(0, (n_tiles + tiles_per_block - 1) // tiles_per_block) as jb:
-            jlo = b.mul(jb, i64(tiles_per_block))
-            jhi = b.select(b.icmp_signed("<", b.add(jlo, i64(tiles_per_block)), i64(n_tiles)),
-                           b.add(jlo, i64(tiles_per_block)), i64(n_tiles))
-            for_groups(lambda rows, bases: micro(rows, kc, kend, first, bases, jlo, jhi))
-    return kb.finish(batch * n_groups, _MR * Np * K)
+        for_items(lambda rows, bases, jlo, jhi: micro(rows, kc, kend, first, bases, jlo, jhi))
+    return kb.finish(batch * n_jb * n_groups, _MR * min(Np, _NC) * K)
 
 
 def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation,

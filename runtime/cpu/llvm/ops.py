@@ -59,6 +59,8 @@ def _attr(node, name, default=None):
 
 
 def _arr(a):
+    if type(a) is np.ndarray and a.flags.c_contiguous:
+        return a
     return np.ascontiguousarray(a)
 
 

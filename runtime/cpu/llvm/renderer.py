@@ -308,6 +308,9 @@ def render_elementwise(out_shape, out_strides, out_dtype, inputs, expr, out_offs
     out_dtype = np.dtype(out_dtype)
     strides_all = [tuple(out_strides)] + [tuple(s) for s, _, _ in inputs]
     shape, strides = collapse(tuple(out_shape), strides_all)
+    if expr is None and len(inputs) == 1 and np.dtype(inputs[0][2]) == out_dtype and \
+            strides[0][-1] == 1 and strides[1][-1] == 1:
+        return _render_row_copy(shape, strides, out_dtype, out_offset, inputs[0][1], cost)
     kb = KernelBuilder(1 + len(inputs))
     math = MathLib(kb)
     b = kb.b
@@ -337,6 +340,37 @@ def render_elementwise(out_shape, out_strides, out_dtype, inputs, expr, out_offs
     nest(0, [])
     inner = int(np.prod(shape[1:], dtype=np.int64)) if rank > 1 else 1
     return kb.finish(shape[0], inner * cost)
+
+
+def _render_row_copy(shape, strides, dtype, out_offset, in_offset, cost) -> Kernel:
+    """A copy whose innermost dimension is contiguous on both sides: one ``llvm.memcpy`` per
+    row (libc's memcpy beats a vector loop on long rows)."""
+    kb = KernelBuilder(2)
+    b = kb.b
+    ty = LLVM_TYPES[np.dtype(dtype)][0]
+    row_bytes = shape[-1] * np.dtype(dtype).itemsize
+    memcpy = kb.intrinsic("llvm.memcpy.p0.p0.i64", VOID, [PTR, PTR, I64, I1])
+    rank = len(shape)
+    if rank == 1:
+        # The parallel range is the row itself: copy elements [lo, hi).
+        dst = kb.gep(kb.ptrs[0], b.add(kb.lo, i64(out_offset)), ty)
+        src = kb.gep(kb.ptrs[1], b.add(kb.lo, i64(in_offset)), ty)
+        nbytes = b.mul(b.sub(kb.hi, kb.lo), i64(np.dtype(dtype).itemsize))
+        b.call(memcpy, [dst, src, nbytes, ir.Constant(I1, 0)])
+        return kb.finish(shape[0], cost)
+
+    def nest(d, idx):
+        if d == rank - 1:
+            dst = kb.gep(kb.ptrs[0], kb.offset(zip(idx, strides[0][:-1]), out_offset), ty)
+            src = kb.gep(kb.ptrs[1], kb.offset(zip(idx, strides[1][:-1]), in_offset), ty)
+            b.call(memcpy, [dst, src, i64(row_bytes), ir.Constant(I1, 0)])
+            return
+        lo, hi = (kb.lo, kb.hi) if d == 0 else (0, shape[d])
+        with kb.loop(lo, hi) as i:
+            nest(d + 1, idx + [i])
+
+    nest(0, [])
+    return kb.finish(shape[0], int(np.prod(shape[1:], dtype=np.int64)) * cost)
 
 
 def render_rows(kind: str, rows: int, length: int, eps: float = 0.0) -> Kernel:
