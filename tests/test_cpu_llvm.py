@@ -110,3 +110,17 @@ def test_disk_cache_second_run_compiles_nothing(tmp_path):
     second.load(kern.ir, kern.symbol)
     assert (second.stats.compiled, second.stats.cache_hits) == (0, 1)
     assert any(tmp_path.rglob("*.o"))
+
+
+def test_numpy_path_without_llvmlite(monkeypatch, capsys):
+    from pyvta.runtime.cpu import executor
+    monkeypatch.setattr(executor, "llvm_available", lambda: False)
+    monkeypatch.setattr(executor, "_NOTICE_SHOWN", False)
+    assert executor.resolve_backend("auto") == "numpy"
+    assert executor.resolve_backend("auto") == "numpy"
+    err = capsys.readouterr().err
+    assert err.count("llvmlite not found") == 1          # one line, once
+    with pytest.raises(RuntimeError, match="pip install llvmlite"):
+        executor.resolve_backend("llvm")
+    with pytest.raises(ValueError, match="'auto', 'llvm' or 'numpy', not 'gpu'"):
+        executor.resolve_backend("gpu")
