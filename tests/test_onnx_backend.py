@@ -95,3 +95,21 @@ def test_onnx_node_conformance():
     for name, why in failed:
         print("  FAILED", name, why)
     assert not failed, f"{len(failed)} conformance cases failed"
+
+
+def test_whole_float_model_matches_onnxruntime():
+    """A whole exported network (examples/digits) through the backend vs onnxruntime."""
+    import pathlib
+
+    import onnx
+    import onnxruntime as ort
+    root = pathlib.Path(__file__).resolve().parent.parent / "examples" / "digits"
+    model = onnx.load(root / "digits.onnx")
+    x = np.load(root / "test.npz")["x"][:1].astype(np.float32).reshape(1, 1, 8, 8)
+    rep = PyvtaBackend.prepare(model)
+    got = rep.run([x])[0]
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    compiled = [n for n, k in rep.executor.node_backend.items() if k == "llvm"]
+    assert compiled, "no node of the float model ran on compiled kernels"
