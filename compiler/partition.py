@@ -145,14 +145,57 @@ def _cpu_fallback(graph: Graph, is_accel) -> Graph:
                                      values=values, name=graph.name, opset=graph.opset))
 
 
-def partition(graph: Graph, cfg=None, exclude=()) -> tuple:
+def _not_worth_it(graph: Graph, runs: list) -> set:
+    """Names of the quantized nodes of runs that cost more on the accelerator than on the CPU.
+
+    The cost rule: a run without any multiply-accumulate operator (only pooling or residual
+    adds) whose inputs all arrive from float CPU values (QuantizeLinear) and whose outputs all
+    leave to float CPU values (DequantizeLinear) pays an int8 round trip and an accelerator
+    launch for work the CPU does in one cheap pass: it stays on the CPU.
+    """
+    producer = graph.producer()
+    consumers = graph.consumers()
+    outputs = {v.name for v in graph.outputs}
+    names: set = set()
+    for is_run, members in runs:
+        if not is_run or any(m.op in _MAC_OPS for m in members):
+            continue
+        inside = {id(m) for m in members}
+        produced = {o for m in members for o in m.outputs}
+        ins = {i for m in members for i in m.inputs if i and i not in produced}
+        outs = {o for o in produced if o in outputs or any(
+            id(c) not in inside for c in consumers.get(o, []))}
+        if all(i in producer and producer[i].op == "QuantizeLinear" for i in ins) and \
+                all(o not in outputs and all(c.op == "DequantizeLinear"
+                                             for c in consumers.get(o, [])) for o in outs):
+            names.update(m.name for m in members)
+    return names
+
+
+#: Quantized operators that do multiply-accumulate work (the accelerator's GEMM core).
+_MAC_OPS = {"QConv2d", "QDense"}
+
+
+def partition(graph: Graph, cfg=None, exclude=(), cost: bool = True) -> tuple:
     """Split a quantized Graph into CPU nodes and ``Accel`` nodes.
 
     Returns ``(partitioned graph, list[Partition])``; ``Accel`` node ``k`` has
-    ``attrs={"program": k}``. Quantized nodes named in ``exclude`` go back to the CPU.
+    ``attrs={"program": k}``. Quantized nodes named in ``exclude`` go back to the CPU, and
+    with ``cost`` so do runs the accelerator would not speed up (see :func:`_not_worth_it`).
     The input graph is not modified.
     """
     exclude = set(exclude)
+    if cost:
+        def capable(n):
+            return (n.domain == QUANT_DOMAIN and "qop" in n.attrs and n.name not in exclude
+                    and accel_capable(n, graph, cfg))
+        runs: list = []
+        for n in _schedule(list(graph.nodes), capable):
+            if capable(n) and runs and runs[-1][0]:
+                runs[-1][1].append(n)
+            else:
+                runs.append((capable(n), [n]))
+        exclude |= _not_worth_it(graph, runs)
 
     def is_accel(n):
         return (n.domain == QUANT_DOMAIN and "qop" in n.attrs and n.name not in exclude

@@ -127,3 +127,16 @@ def test_partition_does_not_modify_its_input():
     before = [(n.op, n.name, list(n.inputs), list(n.outputs)) for n in q.nodes]
     partition(q, exclude={"conv2"})
     assert [(n.op, n.name, list(n.inputs), list(n.outputs)) for n in q.nodes] == before
+
+
+def test_cost_rule_keeps_a_lone_pooling_run_on_the_cpu():
+    """Sigmoid -> MaxPool -> Tanh: pooling alone between float CPU ops is not worth a launch."""
+    nodes = [h.make_node("Sigmoid", ["x"], ["s"], name="sig"),
+             h.make_node("MaxPool", ["s"], ["p"], kernel_shape=[2, 2], strides=[2, 2],
+                         name="pool"),
+             h.make_node("Tanh", ["p"], ["y"], name="tanh")]
+    q = _quantized(_model(nodes, {}, [1, 4, 3, 3]))
+    pg, parts = partition(q)
+    assert parts == [] and [n.op for n in pg.nodes] == ["Sigmoid", "MaxPool", "Tanh"]
+    pg, parts = partition(q, cost=False)
+    assert [[o.name for o in p.ops] for p in parts] == [["pool"]]
