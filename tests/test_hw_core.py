@@ -340,3 +340,15 @@ def test_start_after_hang_resets_the_core():
     assert runs[0].error == CoreError.HANG
     assert runs[1].error == 0
     assert np.array_equal(ref.mem, b.dram.mem)
+
+
+def test_default_config_pynq_z1():
+    """The real target (16x16, 64-bit bus, one ACC read port): GEMM, tensor ALU, random."""
+    cfg = load_config("pynq-z1")
+    b = _builder(cfg, 1 << 20)
+    gemm_program(b, np.random.default_rng(8), m=2, k=2, n=2)
+    run_both(b, stall=0.2)
+    b = _builder(cfg, 1 << 20)
+    alu_program(b, AluOp.ADD, None)
+    run_both(b)
+    run_random(cfg, 5, work=150, stall=0.2)
