@@ -19,7 +19,23 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+
+def _pin_threads_early():
+    """``--threads`` must reach OpenBLAS (numpy's matmul) before numpy is imported."""
+    for k, arg in enumerate(sys.argv):
+        value = None
+        if arg == "--threads" and k + 1 < len(sys.argv):
+            value = sys.argv[k + 1]
+        elif arg.startswith("--threads="):
+            value = arg.split("=", 1)[1]
+        if value:
+            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                        "PYVTA_THREADS"):
+                os.environ[var] = value
+
+
+_pin_threads_early()
+import numpy as np  # noqa: E402
 
 
 def cases():
@@ -155,7 +171,9 @@ def main(argv=None) -> int:
     (first, st1), (second, st2) = compile_times(selected)
 
     print(f"CPU fallback kernels: median of {args.repeat} runs, {threads} thread(s) for LLVM "
-          f"and onnxruntime; numpy = runtime/cpu/numpy_ops.py")
+          f"and onnxruntime{' (and OpenBLAS)' if args.threads else ''}; "
+          f"numpy = runtime/cpu/numpy_ops.py; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
     print(f"{'kernel':30} {'llvm ms':>9} {'numpy ms':>9} {'ort ms':>9} "
           f"{'numpy/llvm':>10} {'llvm/ort':>9}  check")
     vs_numpy, vs_ort, slower = [], [], []
