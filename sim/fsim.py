@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hw.config import HwConfig, load_config
-from ..hw.isa import (AluOp, MemType, Opcode, decode_program, format_insn, insn_layout)
+from ..hw.isa import (INSN_BYTES, AluOp, MemType, Opcode, decode, decode_program, format_insn,
+                      insn_layout)
 from .dram import Dram, DramError
 
 __all__ = ["SimError", "DeadlockError", "Counters", "FunctionalSimulator", "run_program",
@@ -96,6 +97,38 @@ _PUSHES = {LOAD_Q: {"push_next_dep": _L2C},
            STORE_Q: {"push_prev_dep": _S2C}}
 
 
+class _Where:
+    """"instruction N (text)", formatted only when an error message needs it."""
+
+    def __init__(self, idx, insn):
+        self.idx, self.insn = idx, insn
+
+    def __format__(self, spec):
+        return f"instruction {self.idx} ({format_insn(self.insn)})"
+
+
+def _decode_memo(blob: bytes, cfg) -> list:
+    """``decode_program`` that decodes each distinct word once (compiled programs repeat many
+    words; instructions are immutable, so repeats can share one object)."""
+    if len(blob) % INSN_BYTES:
+        return decode_program(blob, cfg)  # raises the truncation error
+    memo = {}
+    out = []
+    for i in range(0, len(blob), INSN_BYTES):
+        word = blob[i:i + INSN_BYTES]
+        insn = memo.get(word)
+        if insn is None:
+            insn = memo[word] = decode(word, cfg, i // INSN_BYTES)
+        out.append(insn)
+    return out
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Start index of every run of equal values in a sorted, non-empty array."""
+    change = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
+    return np.concatenate((np.zeros(1, np.int64), change))
+
+
 def _loop_indices(base: np.ndarray, iter_out: int, iter_in: int, f_out: int, f_in: int):
     """Index of every iteration of the loop nest, in execution order (i, j, k), flattened."""
     i = np.arange(iter_out, dtype=np.int64)[:, None, None] * f_out
@@ -148,9 +181,8 @@ class FunctionalSimulator:
     # ------------------------------------------------------------------------------------------
     def run(self, program) -> Counters:
         """Execute a program (bytes or a list of decoded instructions) until FINISH."""
-        insns = decode_program(program, self.cfg) if isinstance(program, (bytes, bytearray,
-                                                                          memoryview)) \
-            else list(program)
+        insns = _decode_memo(bytes(program), self.cfg) if isinstance(
+            program, (bytes, bytearray, memoryview)) else list(program)
         if not insns:
             raise SimError("the instruction stream is empty: a program must end with FINISH")
         self._validate_static(insns)
@@ -217,7 +249,7 @@ class FunctionalSimulator:
         """Checks that need no execution: routing rules and flags each module may use."""
         for idx, insn in enumerate(insns):
             op = insn.opcode
-            where = f"instruction {idx} ({format_insn(insn)})"
+            where = _Where(idx, insn)
             if op is Opcode.LOAD and insn.memory_type is MemType.OUT:
                 raise SimError(f"{where}: LOAD of memory type OUT is not supported; "
                                f"load results back as ACC")
@@ -416,23 +448,34 @@ class FunctionalSimulator:
         if self._gemm_structured(insn, dst, touched):
             return
         lanes = cfg.batch * cfg.block_out
-        prod = np.empty((dst.size, lanes), np.float64)
-        # Group the iterations by weight tile so each group is one exact float64 BLAS product
-        # (int8 x int8 sums stay far below 2**53).
+        # Group the iterations by weight tile so each group is one BLAS product. One product
+        # row sums BLOCK_IN terms of at most 2**14: exact in float32 for any legal BLOCK_IN.
         order = np.argsort(wgt, kind="stable")
-        uniq, starts = np.unique(wgt[order], return_index=True)
-        bounds = list(starts[1:]) + [order.size]
-        inp_f = self.inp.astype(np.float64)
-        for w, lo, hi in zip(uniq, starts, bounds):
-            rows = order[lo:hi]
-            x = inp_f[src[rows]].reshape(-1, cfg.block_in)
-            prod[rows] = (x @ self.wgt[w].astype(np.float64).T).reshape(rows.size, lanes)
-        # Sum per destination and lane; bincount with weights is exact on these integers.
-        sums = np.empty((cfg.acc_depth, lanes), np.float64)
-        for lane in range(lanes):
-            sums[:, lane] = np.bincount(dst, weights=prod[:, lane], minlength=cfg.acc_depth)
+        w_sorted = wgt[order]
+        starts = _run_starts(w_sorted)
+        bounds = np.append(starts[1:], w_sorted.size)
+        x_all = self.inp[src[order]].astype(np.float32).reshape(dst.size, -1, cfg.block_in)
+        w_f = self.wgt[w_sorted[starts]].astype(np.float32)     # (groups, bo, bi)
+        sizes = bounds - starts
+        if np.all(sizes == sizes[0]):
+            # Equal groups (the usual case: every weight tile serves as many rows): one
+            # batched product over all groups.
+            x = x_all.reshape(starts.size, -1, cfg.block_in)
+            prod = np.matmul(x, w_f.transpose(0, 2, 1)).reshape(dst.size, lanes)
+        else:
+            prod = np.empty((dst.size, lanes), np.float32)
+            for g, (lo, hi) in enumerate(zip(starts.tolist(), bounds.tolist())):
+                prod[lo:hi] = (x_all[lo:hi].reshape(-1, cfg.block_in) @ w_f[g].T).reshape(
+                    hi - lo, lanes)
+        # Sum per destination: sort by destination and add runs in float64 (exact below 2**53).
+        d_sorted = dst[order]
+        by_dst = np.argsort(d_sorted, kind="stable")
+        d_runs = d_sorted[by_dst]
+        run_starts = _run_starts(d_runs)
+        sums = np.add.reduceat(prod[by_dst].astype(np.float64), run_starts, axis=0)
+        touched = d_runs[run_starts]
         acc = self.acc.reshape(cfg.acc_depth, lanes)
-        new = acc[touched].astype(np.int64) + sums[touched].astype(np.int64)
+        new = acc[touched].astype(np.int64) + sums.astype(np.int64)
         acc[touched] = new.astype(np.int32)  # wrap-around to int32, as the hardware does
         self.out[touched] = self.acc[touched].astype(np.int8)
         self.counters.gemm_uops += dst.size
