@@ -28,8 +28,8 @@ def register(sub):
     p.add_argument("--quant", choices=("per-channel", "pow2"), default="per-channel",
                    help="per-channel weight scales with integer multipliers, or VTA's "
                    "power-of-two scales (default: per-channel)")
-    p.add_argument("--calib-method", choices=("minmax", "percentile"), default="minmax",
-                   help="activation range estimator (default: minmax)")
+    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"),
+                   default="minmax", help="activation range estimator (default: minmax)")
     p.add_argument("--verify", type=int, default=0, metavar="N",
                    help="after compiling, run N calibration samples on the int8 reference and "
                    "the functional simulator (must be bit-identical) and compare with the "

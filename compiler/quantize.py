@@ -9,7 +9,7 @@ float pattern                              quantized operator
 =========================================  ==========================
 Conv [+ Relu | Clip | Max/Min by const]    ``QConv2d`` (requant clip)
 Gemm / MatMul (2-D, constant weight) [+..] ``QDense``
-Add of two same-shape activations [+ ...]  ``QAdd``
+Add / Sum of two same-shape activations    ``QAdd``
 MaxPool (no ceil mode, no dilation)        ``QMaxPool``
 GlobalAveragePool / AveragePool            ``QAvgPool``
 =========================================  ==========================
@@ -304,6 +304,8 @@ def _match_dense(b, n):
 
 
 def _match_add(b, n):
+    if len(n.inputs) != 2:      # Sum is variadic; two operands is the residual case
+        return None
     x, y = n.inputs
     if b.const(x) is not None or b.const(y) is not None or \
             b.g.values[x].shape != b.g.values[y].shape or len(b.g.values[x].shape) not in (2, 4):
@@ -358,7 +360,7 @@ def _match_avgpool(b, n):
 
 
 _MATCHERS = {"Conv": _match_conv, "Gemm": _match_dense, "MatMul": _match_dense,
-             "Add": _match_add, "MaxPool": _match_maxpool, "GlobalAveragePool": _match_avgpool,
+             "Add": _match_add, "Sum": _match_add, "MaxPool": _match_maxpool, "GlobalAveragePool": _match_avgpool,
              "AveragePool": _match_avgpool}
 
 
