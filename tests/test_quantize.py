@@ -8,7 +8,8 @@ from onnx import TensorProto as T, helper as h, numpy_helper as nh  # noqa: E402
 
 from pyvta.compiler import qops  # noqa: E402
 from pyvta.compiler.calibrate import (CalibrationError, activation_ranges,  # noqa: E402
-                                      load_calibration, random_calibration, run_float)
+                                      entropy_threshold, load_calibration, random_calibration,
+                                      run_float)
 from pyvta.compiler.frontend import import_model  # noqa: E402
 from pyvta.compiler.passes import QUANTIZE_PASSES, run_passes  # noqa: E402
 from pyvta.compiler.quantize import (QUANT_DOMAIN, QuantizeError, choose_requant,  # noqa: E402
@@ -181,3 +182,14 @@ def test_choose_requant_no_overflow_even_for_extreme_ranges(seed):
 def test_choose_requant_rejects_impossible_output_range():
     with pytest.raises(QuantizeError, match="no requantization avoids int32 overflow"):
         choose_requant([4.0], [1 << 30])
+
+
+def test_entropy_threshold_ignores_outliers(cnn):
+    rng = np.random.default_rng(0)
+    x = np.abs(np.concatenate([rng.standard_normal(200_000), [50.0, -60.0]]))
+    t = entropy_threshold(x, float(x.max()))
+    assert 2.5 < t < 10            # near the bulk of the Gaussian, far below the outlier
+    graph, calib = cnn
+    ent = activation_ranges(graph, calib, "entropy")
+    mm = activation_ranges(graph, calib, "minmax")
+    assert all(0 < ent[k] <= mm[k] + 1e-6 for k in mm if mm[k] > 0)
