@@ -80,19 +80,20 @@ def main(argv=None):
     f_acc = _ort_accuracy(model, x, y)
     rows = [("float (onnxruntime)", f_acc, "")]
     best = None
-    for quant in ("per-channel", "pow2"):
-        for method in ("minmax", "percentile"):
-            t0 = time.perf_counter()
-            cm = compile_model(model, args.config, HERE / "calib.npz", quant=quant,
-                               calib_method=method, warn=lambda m: print(m, file=sys.stderr))
-            acc, ref_out = _pyvta_accuracy(cm, x, y)
-            note = f"compiled in {time.perf_counter() - t0:.1f} s"
-            if args.fsim and quant == "per-channel" and method == "minmax":
-                sim_acc, sim_out = _pyvta_accuracy(cm, x, y, "fsim", args.fsim)
-                same = sum(np.array_equal(a, b) for a, b in zip(ref_out, sim_out))
-                note += f"; fsim bit-identical on {same}/{len(sim_out)} images"
-                best = acc
-            rows.append((f"pyvta int8 {quant}, {method}", acc, note))
+    schemes = [("per-channel", "minmax"), ("per-channel", "percentile"),
+               ("per-channel", "entropy"), ("pow2", "minmax"), ("pow2", "percentile")]
+    for quant, method in schemes:
+        t0 = time.perf_counter()
+        cm = compile_model(model, args.config, HERE / "calib.npz", quant=quant,
+                           calib_method=method, warn=lambda m: print(m, file=sys.stderr))
+        acc, ref_out = _pyvta_accuracy(cm, x, y)
+        note = f"compiled in {time.perf_counter() - t0:.1f} s"
+        if args.fsim and quant == "per-channel" and method == "minmax":
+            sim_acc, sim_out = _pyvta_accuracy(cm, x, y, "fsim", args.fsim)
+            same = sum(np.array_equal(a, b) for a, b in zip(ref_out, sim_out))
+            note += f"; fsim bit-identical on {same}/{len(sim_out)} images"
+            best = acc
+        rows.append((f"pyvta int8 {quant}, {method}", acc, note))
     rows.append(("onnxruntime quantize_static (defaults)", _ort_int8_accuracy(model, calib, x, y),
                  "QDQ, asymmetric uint8 activations, per-tensor int8 weights"))
     rows.append(("onnxruntime quantize_static (symmetric)",
