@@ -184,3 +184,55 @@ def test_rtl_target_matches_fsim(compiled):
     np.testing.assert_array_equal(got["logits"], want["logits"])
     accel = [e for e in session.last_profile if e.op == "Accel"]
     assert accel and all(e.cycles and e.cycles > 0 for e in accel)
+
+
+def _mixed_model():
+    """Conv-Relu-Conv | Sigmoid on the CPU | Conv-Relu-GAP-Gemm: two accelerator partitions."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+
+    def init(name, shape, scale):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32),
+                                       name)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c2"], ["s2"]),
+        helper.make_node("Conv", ["s2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("GlobalAveragePool", ["r3"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+    ]
+    inits = [init("w1", (16, 3, 3, 3), 0.3), init("b1", (16,), 0.1),
+             init("w2", (16, 16, 3, 3), 0.1), init("b2", (16,), 0.1),
+             init("w3", (32, 16, 3, 3), 0.1), init("b3", (32,), 0.1),
+             init("wf", (10, 32), 0.2), init("bf", (10,), 0.1)]
+    graph = helper.make_graph(
+        nodes, "mixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_two_partitions_around_a_cpu_node():
+    import onnxruntime as ort
+    model = _mixed_model()
+    rng = np.random.default_rng(1)
+    calib = {"x": rng.uniform(-1, 1, (16, 1, 3, 16, 16)).astype(np.float32)}
+    cm = compile_model(model, "tiny", calib=calib)
+    assert len(cm.programs) == 2
+    session = runtime.load(cm, target="fsim")
+    assert len(session.regions) == 2
+    bases = sorted(r.base for r in session.regions.values())
+    assert bases[1] >= bases[0] + session.regions[0].size       # regions do not overlap
+    cpu = runtime.load(cm, target="cpu")
+    floats = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for _ in range(2):
+        x = rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+        got = session.run({"x": x})["y"]
+        np.testing.assert_array_equal(got, cpu.run({"x": x})["y"])
+        want = floats.run(None, {"x": x})[0]
+        assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+    wheres = {e.node: e.where for e in session.last_profile}
+    assert wheres["Sigmoid_3"] == "cpu:llvm" and wheres["accel_1"] == "fsim"
