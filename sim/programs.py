@@ -23,11 +23,14 @@ for any preset and any ``M, K, N``:
   counts DMA bytes on the configured AXI width; pass ``tile=(mt, nt, kc)`` to force them.
 
 Compute passes per output tile: one reset (GEMM ``reset_reg``) plus one ALU pass per requested
-operation (ADD bias, SHR, MIN, MAX); each pass visits every accumulator element of the tile once.
-The compute module runs them serially with the GEMMs, so on a machine doing one micro-op per
-cycle they cost ``(1 + passes) / K_blocks`` of the GEMM time: 5 passes on a 128x128x128 GEMM
-(8 reduction blocks at BLOCK_IN 16) cap the whole program near 8 / 13 = 62 % of peak, while
-the ResNet-18 shapes (36 to 288 reduction blocks) lose 2 to 14 %. :attr:`GemmTiling.est_cycles`
+operation (SHR, MIN, MAX); each pass visits every accumulator element of the tile once. A bias
+is folded into the GEMM as one extra reduction block when its values allow (``bias_mode``), so
+it costs one micro-op per output element rather than an ALU pass with a tensor operand (which
+a one-read-port accumulator needs two cycles for). The compute module runs the passes serially
+with the GEMMs, so on a machine doing one micro-op per cycle they cost about
+``(1 + passes) / K_blocks`` of the GEMM time: a 128x128x128 GEMM with bias, shift and clip
+(8 + 1 reduction blocks at BLOCK_IN 16, 4 passes) is capped near 8 / 13 = 62 % of peak, while
+the ResNet-18 shapes (36 to 288 reduction blocks) lose 2 to 12 %. :attr:`GemmTiling.est_cycles`
 gives the event model's estimate for the chosen tiling.
 """
 
@@ -166,6 +169,8 @@ class GemmProgram:
     tiling: GemmTiling
     #: Physical byte ranges ``(addr, nbytes)`` the program writes (the OUT matrix).
     written: list = field(default_factory=list)
+    #: Reduction blocks the accelerator runs (including a folded bias block).
+    k_blocks: int = 0
 
     @property
     def dram(self) -> Dram:
@@ -183,8 +188,9 @@ class GemmProgram:
     def macs(self) -> int:
         """Multiply-accumulates of the padded problem the accelerator performs."""
         c = self.cfg
-        return (_ceil_div(self.m, c.batch) * _ceil_div(self.n, c.block_out)
-                * _ceil_div(self.k, c.block_in) * c.macs_per_cycle)
+        kb = self.k_blocks or _ceil_div(self.k, c.block_in)
+        return _ceil_div(self.m, c.batch) * _ceil_div(self.n, c.block_out) * kb \
+            * c.macs_per_cycle
 
     def read_output(self, dram: Dram | bytes | None = None) -> np.ndarray:
         """The (M, N) int8 result from ``dram`` (default: the builder's image after a run).
@@ -330,6 +336,23 @@ def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
     return best[1]
 
 
+def _bias_digits(cfg: HwConfig, bias: np.ndarray):
+    """int8 weights ``d`` (N, BLOCK_IN) with ``d[:, 0] + 127 * d[:, 1:].sum(1) == bias``, or
+    None when a bias is out of reach. Paired with an input block ``[1, 127, ..., 127]``."""
+    b = bias.astype(np.int64)
+    cols = cfg.block_in - 1
+    low = (b + 63) % 127 - 63                      # in [-63, 63], b - low divisible by 127
+    rest = (b - low) // 127
+    if rest.max() > 127 * cols or rest.min() < -128 * cols:
+        return None
+    digits = np.zeros((b.size, cfg.block_in), np.int64)
+    digits[:, 0] = low
+    for c in range(1, cfg.block_in):
+        digits[:, c] = np.clip(rest, -128, 127)
+        rest = rest - digits[:, c]
+    return digits.astype(np.int8)
+
+
 def _group(mt: int, nt: int) -> int:
     """Rows per micro-op group: the smallest divisor ``g`` of ``mt`` with ``g * nt >= 3``."""
     for g in range(1, mt + 1):
@@ -339,7 +362,7 @@ def _group(mt: int, nt: int) -> int:
 
 
 def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads: int = 2,
-                 tile=None, dram: Dram | None = None) -> GemmProgram:
+                 tile=None, dram: Dram | None = None, bias_mode: str = "auto") -> GemmProgram:
     """Build a tiled int8 GEMM ``clip((a @ w.T + bias) >> shift)`` for configuration ``cfg``.
 
     Parameters
@@ -364,6 +387,12 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         optionally the tile order (``"nm"``: column tiles outer, ``"mn"``: row tiles outer).
     dram : Dram, optional
         The image to place operands in (default: a new one just large enough).
+    bias_mode : "auto", "gemm" or "alu"
+        ``"gemm"`` folds the bias into the GEMM as one extra reduction block (inputs get a
+        constant block ``[1, 127, ..., 127]``, weights the bias's digits), which costs one
+        micro-op per output element instead of an ALU ADD pass with a tensor operand; it needs
+        ``|bias|`` below about ``127 * 127 * (BLOCK_IN - 1)``. ``"alu"`` loads the bias into ACC
+        and adds it after the reset. ``"auto"`` folds when the bias fits.
 
     Returns
     -------
@@ -393,6 +422,23 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
                                f"not {clip!r}")
     if threads not in (1, 2):
         raise ProgramError(f"threads must be 1 or 2, not {threads!r}")
+    if bias_mode not in ("auto", "gemm", "alu"):
+        raise ProgramError(f"bias_mode must be 'auto', 'gemm' or 'alu', not {bias_mode!r}")
+    k_user = k
+    if bias is not None and bias_mode != "alu":
+        digits = _bias_digits(cfg, bias)
+        if digits is None and bias_mode == "gemm":
+            raise ProgramError(
+                f"bias values in [{int(bias.min())}, {int(bias.max())}] do not fit one GEMM "
+                f"block at BLOCK_IN={cfg.block_in}; use bias_mode='alu'")
+        if digits is not None:
+            # One extra reduction block: a @ w.T + bias == [a | e] @ [w | digits].T.
+            kpad = _ceil_div(k, cfg.block_in) * cfg.block_in
+            a2 = np.zeros((m, kpad + cfg.block_in), np.int8)
+            a2[:, :k], a2[:, kpad], a2[:, kpad + 1:] = a, 1, 127
+            w2 = np.zeros((n, kpad + cfg.block_in), np.int8)
+            w2[:, :k], w2[:, kpad:] = w, digits
+            a, w, k, bias = a2, w2, kpad + cfg.block_in, None
     slots = threads
     mb, kb, nb = _ceil_div(m, cfg.batch), _ceil_div(k, cfg.block_in), _ceil_div(n, cfg.block_out)
     inp_cap, wgt_cap = cfg.inp_depth // slots, cfg.wgt_depth // slots
@@ -441,7 +487,9 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
 
     tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots)
     est, load_bytes = _estimate(cfg, steps, len(tiles), slots, len(post_ops), bias is not None)
-    tiling = GemmTiling(mt, nt, kc, order, threads, est, mb * nb * kb, load_bytes)
+    # The ideal is the user's GEMM alone (a folded bias block is overhead, not work).
+    ideal = mb * nb * _ceil_div(k_user, cfg.block_in)
+    tiling = GemmTiling(mt, nt, kc, order, threads, est, ideal, load_bytes)
 
     # --- DRAM image ---------------------------------------------------------------------------
     a_t, w_t = pack_inp(cfg, a), pack_wgt(cfg, w)
@@ -559,7 +607,7 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         used = -(-(end - b.dram.base) // 4096) * 4096
         b.dram = Dram(base=b.dram.base, data=b.dram.mem[:used].tobytes())
     written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
-    return GemmProgram(b, cfg, m, k, n, out_elem, tiling, written)
+    return GemmProgram(b, cfg, m, k_user, n, out_elem, tiling, written, k_blocks=kb)
 
 
 # ------------------------------------------------------------------------------------------------

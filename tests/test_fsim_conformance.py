@@ -171,18 +171,24 @@ def test_shift_and_scale(cfg):
 
 
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("threads", [1, 2])
-def test_gemm_128_bias_shift_clip(cfg, threads):
+@pytest.mark.parametrize("threads,bias_mode", [(1, "alu"), (2, "alu"), (1, "gemm"),
+                                               (2, "gemm")])
+def test_gemm_128_bias_shift_clip(cfg, threads, bias_mode):
     rng = np.random.default_rng(7)
     a = rng.integers(-128, 128, (128, 128), dtype=np.int8)
     w = rng.integers(-128, 128, (128, 128), dtype=np.int8)
     bias = rng.integers(-(1 << 14), 1 << 14, 128).astype(np.int32)
-    prog = gemm_program(cfg, a, w, bias, shift=8, clip=(0, 127), threads=threads)
+    prog = gemm_program(cfg, a, w, bias, shift=8, clip=(0, 127), threads=threads,
+                        bias_mode=bias_mode)
     counters = FunctionalSimulator(cfg, prog.dram).run(prog.encode())
     acc = a.astype(np.int64) @ w.astype(np.int64).T + bias
     np.testing.assert_array_equal(prog.read_output(),
                                   np.clip(acc >> 8, 0, 127).astype(np.int8))
-    assert counters.macs == 128 ** 3
+    # The folded bias is one extra reduction block; the ALU way adds with a tensor operand.
+    extra = cfg.block_in if bias_mode == "gemm" else 0
+    assert counters.macs == prog.macs == 128 * 128 * (128 + extra)
+    tensor_adds = [i for i in prog.insns if i.opcode.name == "ALU" and not i.use_imm]
+    assert bool(tensor_adds) == (bias_mode == "alu")
     if threads == 2:
         # The two virtual threads really overlap: a load waits on a compute->load token.
         assert any(i.pop_next_dep for i in prog.insns if i.opcode.name == "LOAD"
@@ -354,6 +360,9 @@ def test_gemm_program_structure():
     (dict(tile=(0, 1, 1)), r"tile mt must be at least 1, not 0"),
     (dict(tile="big"), r"tile must be three integers"),
     (dict(tile=(1, 1, 1, "km")), r"tile order must be 'nm' or 'mn', not 'km'"),
+    (dict(bias_mode="fast"), r"bias_mode must be 'auto', 'gemm' or 'alu', not 'fast'"),
+    (dict(bias=np.full(4, 1 << 20, np.int32), bias_mode="gemm"),
+     r"bias values in \[1048576, 1048576\] do not fit one GEMM block at BLOCK_IN=8"),
 ])
 def test_gemm_program_bad_arguments(kwargs, match):
     from pyvta.sim.programs import ProgramError
@@ -382,3 +391,15 @@ def test_gemm_program_reuses_resident_weights(cfg):
     assert len(wgt_loads) == 2 and len(inp_loads) == 4
     FunctionalSimulator(cfg, prog.dram).run(prog.encode())
     np.testing.assert_array_equal(prog.read_output(), numpy_reference(a, w))
+
+
+def test_gemm_program_large_bias_falls_back_to_alu(cfg):
+    rng = np.random.default_rng(15)
+    a = rng.integers(-128, 128, (20, 40), dtype=np.int8)
+    w = rng.integers(-128, 128, (20, 40), dtype=np.int8)
+    # Too large to fold into a GEMM block, and close enough to 2**31 to wrap when added.
+    bias = rng.integers((1 << 31) - 200_000, (1 << 31) - 1, 20).astype(np.int32)
+    prog = gemm_program(cfg, a, w, bias, shift=20, clip=None)
+    assert any(i.opcode.name == "ALU" and not i.use_imm for i in prog.insns)
+    FunctionalSimulator(cfg, prog.dram).run(prog.encode())
+    np.testing.assert_array_equal(prog.read_output(), numpy_reference(a, w, bias, 20, None))
