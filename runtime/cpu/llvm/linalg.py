@@ -191,15 +191,29 @@ def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation,
         lane = b.and_(q, i64(_NR - 1))
         return b.add(b.add(b.mul(tile, i64(rows * _NR)), b.mul(row, i64(_NR))), lane)
 
+    ranges = [valid_range(ow, sw, kx * dw - pl, W) for kx in range(kw)]
+    table_ty = ir.ArrayType(I64, kw)
+    xlo_table = ir.GlobalVariable(kb.module, table_ty, "xlo")
+    xlo_table.initializer = ir.Constant(table_ty, [lo for lo, _ in ranges])
+    xlo_table.global_constant = True
+    xlo_table.linkage = "internal"
+    xhi_table = ir.GlobalVariable(kb.module, table_ty, "xhi")
+    xhi_table.initializer = ir.Constant(table_ty, [hi for _, hi in ranges])
+    xhi_table.global_constant = True
+    xhi_table.linkage = "internal"
     with kb.loop(kb.lo, kb.hi) as c:
         g = b.sdiv(c, i64(C // groups))
         cg = b.srem(c, i64(C // groups))
         gbase = b.mul(g, i64(rows * Np))
         for ky in range(kh):
             ylo, yhi = valid_range(oh, sh, ky * dh - pt, H)
-            for kx in range(kw):
-                xlo, xhi = valid_range(ow, sw, kx * dw - pl, W)
-                row = b.add(b.mul(cg, i64(kh * kw)), i64(ky * kw + kx))
+            # kx is a run-time loop (ky is unrolled): 7x7 kernels would otherwise unroll into
+            # 49 copies and take seconds to compile. Its valid column ranges come from tables.
+            with kb.loop(0, kw) as kx:
+                xlo = b.load(b.gep(xlo_table, [i64(0), kx], inbounds=True), typ=I64)
+                xhi = b.load(b.gep(xhi_table, [i64(0), kx], inbounds=True), typ=I64)
+                xoff = b.sub(b.mul(kx, i64(dw)), i64(pl))
+                row = b.add(b.mul(cg, i64(kh * kw)), b.add(i64(ky * kw), kx))
                 # patch rows that fall entirely in the padding
                 for lo, hi in ((0, ylo * ow), (yhi * ow, oh * ow)):
                     if hi > lo:
@@ -211,12 +225,12 @@ def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation,
                     qrow = b.mul(oy, i64(ow))
                     iy = b.add(b.mul(oy, i64(sh)), i64(ky * dh - pt))
                     xbase = b.add(b.mul(c, i64(H * W)), b.mul(iy, i64(W)))
-                    for lo, hi in ((0, xlo), (xhi, ow)):
-                        if hi > lo:
-                            with kb.loop(lo, hi) as ox:
-                                kb.store(zero, cols, b.add(gbase, dest(row, b.add(qrow, ox))))
+                    with kb.loop(0, xlo) as ox:
+                        kb.store(zero, cols, b.add(gbase, dest(row, b.add(qrow, ox))))
+                    with kb.loop(xhi, ow) as ox:
+                        kb.store(zero, cols, b.add(gbase, dest(row, b.add(qrow, ox))))
                     with kb.loop(xlo, xhi) as ox:
-                        ix = b.add(b.mul(ox, i64(sw)), i64(kx * dw - pl))
+                        ix = b.add(b.mul(ox, i64(sw)), xoff)
                         kb.store(kb.load(x, b.add(xbase, ix)), cols,
                                  b.add(gbase, dest(row, b.add(qrow, ox))))
     return kb.finish(C, kh * kw * oh * ow)
