@@ -414,7 +414,15 @@ def Unsqueeze(ctx, x, axes="", *, axes_attr=None):
 
 
 @op
-def Slice(ctx, x, starts, ends, axes="", steps=""):
+def Slice(ctx, x, starts="", ends="", axes="", steps="", *, starts_attr=None, ends_attr=None,
+          axes_attr=None):
+    if starts_attr is not None:         # opset < 10: attributes
+        starts = ctx.add_const("starts", np.array(list(starts_attr), np.int64))
+        ends = ctx.add_const("ends", np.array(list(ends_attr), np.int64))
+        if axes_attr is not None:
+            axes = ctx.add_const("axes", np.array(list(axes_attr), np.int64))
+    if not starts or not ends:
+        _unsupported(ctx, "starts and ends are required")
     n = len(ctx.const(starts)) if ctx.const(starts) is not None else None
     if n is not None and not axes:
         axes = ctx.add_const("axes", np.arange(n, dtype=np.int64))
