@@ -124,3 +124,14 @@ def test_numpy_path_without_llvmlite(monkeypatch, capsys):
         executor.resolve_backend("llvm")
     with pytest.raises(ValueError, match="'auto', 'llvm' or 'numpy', not 'gpu'"):
         executor.resolve_backend("gpu")
+
+
+def test_damaged_cache_entry_is_recompiled(tmp_path):
+    kern = render_elementwise((64,), (1,), np.float32, [((1,), 0, np.float32)],
+                              lambda kb, m, x: m.exp(x))
+    LlvmCompiler(tmp_path).load(kern.ir, kern.symbol)
+    for obj in tmp_path.rglob("*.o"):
+        obj.write_bytes(obj.read_bytes()[:-50])          # truncated (e.g. a full disk)
+    again = LlvmCompiler(tmp_path)
+    assert again.load(kern.ir, kern.symbol)
+    assert (again.stats.compiled, again.stats.cache_hits) == (1, 0)

@@ -19,6 +19,8 @@ __all__ = ["LlvmCompiler", "CompileStats", "cache_dir", "llvm_available", "get_c
 
 #: Bumped whenever the code generation changes in a way the IR text does not show.
 _CODEGEN_VERSION = "1"
+#: Header of a cache entry (followed by the object's sha256 and the object).
+_MAGIC = b"pyvta-llvm-obj-1\n"
 
 try:
     import llvmlite.binding as _llvm
@@ -104,15 +106,21 @@ class LlvmCompiler:
     def _cached_object(self, key: str, ir_text: str) -> bytes:
         path = self.cache / key[:2] / f"{key}.o"
         if path.is_file():
-            self.stats.cache_hits += 1
-            return path.read_bytes()
+            data = path.read_bytes()
+            # Entries carry the object's sha256: LLVM crashes on a damaged object file, so a
+            # truncated or corrupted entry is recompiled instead of loaded.
+            head, digest, obj = data[:len(_MAGIC)], data[len(_MAGIC):len(_MAGIC) + 32], \
+                data[len(_MAGIC) + 32:]
+            if head == _MAGIC and hashlib.sha256(obj).digest() == digest:
+                self.stats.cache_hits += 1
+                return obj
         obj = self._compile_object(ir_text)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Write then rename, so a concurrent reader never sees half an object.
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
-                f.write(obj)
+                f.write(_MAGIC + hashlib.sha256(obj).digest() + obj)
             os.replace(tmp, path)
         except OSError:
             pass    # an unwritable cache only costs a recompilation next time
