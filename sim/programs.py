@@ -48,7 +48,8 @@ from .dram import Dram
 
 __all__ = ["ProgramError", "GemmTiling", "GemmProgram", "gemm_program", "numpy_reference",
            "pack_inp", "pack_wgt", "pack_acc_rows", "unpack_out", "alu_program",
-           "alu_reference", "padded_load_program", "padded_load_reference"]
+           "alu_reference", "padded_load_program", "padded_load_reference",
+           "conformance_suite"]
 
 
 class ProgramError(ValueError):
@@ -710,3 +711,101 @@ def padded_load_program(cfg, x: np.ndarray, pad, mem: MemType = MemType.INP):
     b.sync("compute", pop_next_dep=True)
     b.finish()
     return b, out_elem, (prow, pcol)
+
+
+# ------------------------------------------------------------------------------------------------
+# The conformance suite as data, for running on every target
+# ------------------------------------------------------------------------------------------------
+
+def _acc_rows(cfg, rng, rows, lo, hi):
+    return rng.integers(lo, hi, (rows, cfg.batch, cfg.block_out)).astype(np.int32)
+
+
+def _pool_program(cfg, rng):
+    """2x2 max pooling of an 8x8 grid of ACC elements: ALU reductions into repeated dsts."""
+    x = _acc_rows(cfg, rng, 80, -1000, 1000)
+    x[64:] = -(1 << 31)
+    b = ProgramBuilder(cfg, Dram(1 << 16))
+    x_elem, out_elem = b.put(MemType.ACC, x), b.reserve(MemType.OUT, 16)
+    b.load(MemType.ACC, 0, x_elem, 1, 80)
+    k = b.load_uops(b.uop_kernel([(64, 8 * dy + dx, 0) for dy in range(2) for dx in range(2)]))
+    b.alu(AluOp.MAX, k, iter_out=4, iter_in=4, dst=(4, 1), src=(16, 2), push_next_dep=True)
+    b.store(64, out_elem, 1, 16, pop_prev_dep=True, push_prev_dep=True)
+    b.sync("compute", pop_next_dep=True)
+    b.finish()
+    return b
+
+
+def _chain_program(cfg, rng, op):
+    """acc[i] = op(acc[i], acc[i-1]) in order: each source is the previous iteration's dst."""
+    n = 20
+    x = _acc_rows(cfg, rng, n, -50, 50)
+    b = ProgramBuilder(cfg, Dram(1 << 16))
+    x_elem, out_elem = b.put(MemType.ACC, x), b.reserve(MemType.OUT, n - 1)
+    b.load(MemType.ACC, 0, x_elem, 1, n)
+    k = b.load_uops(b.uop_kernel([(1, 0, 0)]))
+    b.alu(op, k, iter_out=n - 1, dst=(1, 0), src=(1, 0), push_next_dep=True)
+    b.store(1, out_elem, 1, n - 1, pop_prev_dep=True, push_prev_dep=True)
+    b.sync("compute", pop_next_dep=True)
+    b.finish()
+    return b
+
+
+def conformance_suite(cfg, large: bool = True) -> list:
+    """VTA's conformance checks (docs/vta-isa.md) as ``(name, ProgramBuilder)`` pairs.
+
+    Every program is deterministic (fixed seeds) and ends with its stores ordered before
+    FINISH, so a target is checked by running ``builder.encode()`` on a copy of
+    ``builder.dram`` and comparing the final image with the functional simulator's.
+    ``large=False`` leaves out the 128x128x128 GEMMs and the ResNet-18 C2 rows (the slow ones
+    on a Python RTL simulation).
+    """
+    cfg = load_config(cfg)
+    rng = np.random.default_rng(2018)
+    suite = []
+    b, _, _ = alu_program(cfg, _acc_rows(cfg, rng, 40, -(1 << 31), 1 << 31), [(AluOp.SHR, 0)])
+    suite.append(("load_acc_shr0_store", b))
+    for pad in [(2, 0, 0, 0), (0, 0, 2, 0), (0, 2, 0, 0), (0, 0, 0, 2), (1, 1, 1, 1)]:
+        for mem in (MemType.INP, MemType.ACC):
+            dt, width = (np.int8, cfg.block_in) if mem is MemType.INP else (np.int32,
+                                                                          cfg.block_out)
+            x = rng.integers(-128, 128, (3, 5, cfg.batch, width)).astype(dt)
+            suite.append((f"padded_load_{mem.name}_{'_'.join(map(str, pad))}",
+                          padded_load_program(cfg, x, pad, mem)[0]))
+    a = rng.integers(-128, 128, (6 * cfg.batch, 4 * cfg.block_in), dtype=np.int8)
+    w = rng.integers(-128, 128, (4 * cfg.block_out, 4 * cfg.block_in), dtype=np.int8)
+    for threads in (1, 2):
+        prog = gemm_program(cfg, a, w, shift=8, clip=(0, 127), threads=threads, tile=(2, 2, 2))
+        suite.append((f"gemm_shr_max_min_{threads}thread", prog.builder))
+    x, y = _acc_rows(cfg, rng, 24, -16, 16), _acc_rows(cfg, rng, 24, -16, 16)
+    imm = int(rng.integers(1, 5))
+    for name, ops in [("shl_imm", [(AluOp.SHR, -imm)]), ("max_imm", [(AluOp.MAX, imm)]),
+                      ("max_tensor", [(AluOp.MAX, "tensor")]), ("add_imm", [(AluOp.ADD, imm)]),
+                      ("add_tensor", [(AluOp.ADD, "tensor")]), ("shr_imm", [(AluOp.SHR, imm)]),
+                      ("mul_imm", [(AluOp.MUL, imm)]), ("mul_tensor", [(AluOp.MUL, "tensor")]),
+                      ("min_tensor", [(AluOp.MIN, "tensor")])]:
+        suite.append((f"alu_{name}", alu_program(cfg, x, ops, y)[0]))
+    relu_in = _acc_rows(cfg, rng, 30, -256, 256)
+    suite.append(("relu_clip", alu_program(cfg, relu_in, [(AluOp.MAX, 0), (AluOp.MIN, 127)])[0]))
+    suite.append(("shift_and_scale", alu_program(cfg, relu_in, [(AluOp.ADD, 3),
+                                                                (AluOp.SHR, 2)])[0]))
+    big = _acc_rows(cfg, rng, 8, (1 << 31) - 100, (1 << 31) - 1)
+    suite.append(("int32_wrap_add_mul_shr", alu_program(
+        cfg, big, [(AluOp.ADD, 1000), (AluOp.MUL, 3), (AluOp.SHR, 33), (AluOp.SHR, 24)])[0]))
+    suite.append(("alu_max_pool", _pool_program(cfg, rng)))
+    suite.append(("alu_running_sum", _chain_program(cfg, rng, AluOp.ADD)))
+    suite.append(("alu_running_product", _chain_program(cfg, rng, AluOp.MUL)))
+    if large:
+        a = rng.integers(-128, 128, (128, 128), dtype=np.int8)
+        w = rng.integers(-128, 128, (128, 128), dtype=np.int8)
+        bias = rng.integers(-(1 << 14), 1 << 14, 128).astype(np.int32)
+        for threads in (1, 2):
+            prog = gemm_program(cfg, a, w, bias, shift=8, clip=(0, 127), threads=threads)
+            suite.append((f"gemm_128_bias_shift_clip_{threads}thread", prog.builder))
+        # ResNet-18 C2 (3x3, 64 -> 64 channels, 56 wide) for 4 output rows, as im2col GEMM.
+        cols = rng.integers(-128, 128, (4 * 56, 9 * 64), dtype=np.int8)
+        wmat = rng.integers(-128, 128, (64, 9 * 64), dtype=np.int8)
+        bias = rng.integers(-(1 << 12), 1 << 12, 64).astype(np.int32)
+        prog = gemm_program(cfg, cols, wmat, bias, shift=8, clip=(0, 127), threads=2)
+        suite.append(("resnet18_c2_rows", prog.builder))
+    return suite
