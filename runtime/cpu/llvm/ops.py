@@ -221,6 +221,24 @@ def _plan_rows(node, shapes, dtypes, consts):
                 np.broadcast_to(ins[2], shape[axis:]).astype(F).reshape(-1)
             prog(out, _arr(ins[0]), _arr(scale), _arr(bias))
         return NodePlan([out], [step], 1)
+    if node.op in ("ReduceMean", "ReduceSum", "ReduceMax"):
+        axes = consts.get(1, node.attrs.get("axes"))
+        rank = len(shape)
+        if axes is None or len(np.atleast_1d(axes)) == 0:
+            if _attr(node, "noop_with_empty_axes", 0):
+                return None
+            axes = list(range(rank))
+        axes = sorted(int(a) % rank for a in np.atleast_1d(axes))
+        if axes != list(range(rank - len(axes), rank)) or len(axes) == 0:
+            return None        # only trailing (contiguous) axes: one row per output element
+        rows = int(np.prod(shape[:rank - len(axes)], dtype=np.int64))
+        length = int(np.prod(shape[rank - len(axes):], dtype=np.int64))
+        kind = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max"}[node.op]
+        prog = Program(render_rows(kind, rows, length))
+        keep = bool(_attr(node, "keepdims", 1))
+        out_shape = tuple(shape[:rank - len(axes)]) + ((1,) * len(axes) if keep else ())
+        out = np.empty(out_shape, F)
+        return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]))], 1)
     if node.op == "GlobalAveragePool" or node.op == "GlobalMaxPool":
         rows = shape[0] * shape[1]
         length = int(np.prod(shape[2:], dtype=np.int64))
@@ -620,7 +638,7 @@ for _op in ("Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu", "Clip", "Relu", "
             "Identity", "Dropout", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Gelu"):
     _PLANNERS[_op] = _plan_elementwise
 for _op in ("Softmax", "LogSoftmax", "LayerNormalization", "GlobalAveragePool",
-            "GlobalMaxPool"):
+            "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax"):
     _PLANNERS[_op] = _plan_rows
 _PLANNERS.update({"MaxPool": _plan_pool, "AveragePool": _plan_pool, "Conv": _plan_conv,
                   "Gemm": _plan_gemm, "MatMul": _plan_matmul, "Transpose": _plan_transpose,
