@@ -80,7 +80,8 @@ def _verify(cm, args, progress):
         flt = run_float(graph, feeds)
         for v in cm.outputs:
             exact += int(np.array_equal(ref[v.name], sim[v.name]))
-            a, b = flt[v.name].reshape(len(flt[v.name]), -1), ref[v.name].reshape(len(flt[v.name]), -1)
+            rows = len(flt[v.name])
+            a, b = flt[v.name].reshape(rows, -1), ref[v.name].reshape(rows, -1)
             agree += int((a.argmax(1) == b.argmax(1)).sum())
             total += len(a)
             cos.append(float((a * b).sum() / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30)))

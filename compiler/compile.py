@@ -142,7 +142,8 @@ def summary(cm: CompiledModel) -> str:
                  f"{'SQNR dB':>8}")
     for e in cm.meta["node_map"]:
         total += e["est_cycles"]
-        lines.append(f"  {e['program']:>7}  {e['op'][:32]:<32} {e['insn_end'] - e['insn_begin']:>7} "
+        insns = e["insn_end"] - e["insn_begin"]
+        lines.append(f"  {e['program']:>7}  {e['op'][:32]:<32} {insns:>7} "
                      f"{e['est_cycles']:>12} {sqnr.get(e['op'], float('nan')):>8.1f}")
     mhz = cm.config.clock_mhz
     lines.append(f"estimated accelerator cycles: {total} ({total / mhz:.1f} us at {mhz:g} MHz)")

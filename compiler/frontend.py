@@ -48,7 +48,7 @@ def _onnx():
 # --- Loading and input shapes ----------------------------------------------------------------
 
 def parse_input_shapes(specs) -> dict:
-    """Parse ``["x=1,3,224,224", ...]`` (the CLI's ``--input-shape``) to ``{"x": (1, 3, 224, 224)}``."""
+    """Parse the CLI's ``--input-shape`` list: ``["x=1,3,8,8"]`` -> ``{"x": (1, 3, 8, 8)}``."""
     out = {}
     for spec in specs or []:
         name, sep, dims = spec.rpartition("=")
@@ -202,7 +202,8 @@ def infer_node_shapes(node: Node, values: dict, consts: dict) -> list:
         if not ok:
             return _infer_by_running(node, values, consts)
         dims = [d.dim_value for d in tp.tensor_type.shape.dim]
-        result.append(Value(o, dims, onnx.helper.tensor_dtype_to_np_dtype(tp.tensor_type.elem_type)))
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tp.tensor_type.elem_type)
+        result.append(Value(o, dims, dtype))
     return result
 
 

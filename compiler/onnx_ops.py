@@ -59,7 +59,8 @@ def _spatial_pads(ctx, x_shape, kernel, strides, dilations, pads, auto_pad, *, c
     if auto_pad == "VALID":
         return [0] * (2 * nsp)
     if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        _unsupported(ctx, f"auto_pad={auto_pad!r}; expected NOTSET, VALID, SAME_UPPER or SAME_LOWER")
+        _unsupported(ctx, f"auto_pad={auto_pad!r}; expected NOTSET, VALID, SAME_UPPER or "
+                     f"SAME_LOWER")
     begins, ends = [], []
     for i in range(nsp):
         size = x_shape[2 + i]

@@ -56,7 +56,7 @@ class Partition:
 
 
 def accel_capable(node: Node, graph: Graph, cfg=None) -> bool:
-    """Whether the accelerator can run quantized ``node`` (the lowering's checks, if given a cfg)."""
+    """Whether the accelerator can run quantized ``node`` (the lowering's check, given a cfg)."""
     if node.domain != QUANT_DOMAIN or "qop" not in node.attrs:
         return False
     if cfg is None:

@@ -124,7 +124,7 @@ def eliminate_dead_code(graph: Graph) -> Graph:
 
 
 def dense_as_conv1x1(graph: Graph) -> Graph:
-    """Rewrite ``Flatten(x: N,C,1,1) -> Gemm`` as ``Conv 1x1 -> Flatten`` (keeps NCHW on the accelerator)."""
+    """Rewrite ``Flatten(x: N,C,1,1) -> Gemm`` as ``Conv 1x1 -> Flatten`` (NCHW stays on chip)."""
     consumers = graph.consumers()
     out_names = {v.name for v in graph.outputs}
     replace: dict = {}

@@ -360,7 +360,8 @@ def _match_avgpool(b, n):
 
 
 _MATCHERS = {"Conv": _match_conv, "Gemm": _match_dense, "MatMul": _match_dense,
-             "Add": _match_add, "Sum": _match_add, "MaxPool": _match_maxpool, "GlobalAveragePool": _match_avgpool,
+             "Add": _match_add, "Sum": _match_add, "MaxPool": _match_maxpool,
+             "GlobalAveragePool": _match_avgpool,
              "AveragePool": _match_avgpool}
 
 

@@ -25,8 +25,8 @@ from pyvta.compiler.onnx_ops import supported_ops  # noqa: E402
 #: Regular expression on the case name -> why it is not supported.
 EXCLUDED = {
     r"test_batchnorm_.*_training_mode": "training-mode BatchNormalization (inference only)",
-    r"test_layer_normalization_(?!.*expanded).*": "these cases read the Mean/InvStdDev outputs (training "
-                                    "outputs; inference models do not)",
+    r"test_layer_normalization_(?!.*expanded).*": "these cases read the Mean/InvStdDev "
+                                                  "outputs (training outputs)",
     r"test_equal_string.*": "string tensors",
     r"test_identity_opt": "optional types",
     r"test_isinf_float16": "float16 IsInf is opset 20; the canonical opset is 17",
