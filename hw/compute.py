@@ -25,9 +25,9 @@ from the write-stage register. So any micro-op may read or write the ACC element
 ones wrote, at full rate, with the sequential semantics of the functional simulator: no
 VTA-style "dst must differ from the last two micro-ops" rule.
 
-Instructions that move data between DRAM and the buffers, FINISH, and every instruction that
-pushes a token wait until the pipeline is empty, so a token is only sent once the results it
-announces are in SRAM.
+LOADs into the UOP/ACC buffers and FINISH start only once the pipeline is empty; every
+instruction that pushes a token drains the pipeline before pushing, so a token is only sent once
+the results it announces are in SRAM. Token-only instructions that just pop do not wait.
 """
 
 from __future__ import annotations
@@ -331,7 +331,10 @@ class ComputeModule(wiring.Component):
         with m.FSM(name="compute_fsm") as fsm:
             with m.State("DECODE"):
                 with m.If(self.cmd.valid):
-                    room = Mux(is_loop, ~nx_valid | nx_take, quiet)
+                    # Only data movement into ACC/UOP and FINISH wait for an empty pipeline;
+                    # token-only instructions just pop (and drain before pushing).
+                    needs_quiet = (is_load & ~sync_only) | (op == Opcode.FINISH)
+                    room = Mux(is_loop, ~nx_valid | nx_take, ~needs_quiet | quiet)
                     with m.If(room & pops_ok):
                         m.d.comb += [self.cmd.ready.eq(1),
                                      self.l2c.pop.eq(hdr.pop_prev_dep),
@@ -346,7 +349,7 @@ class ComputeModule(wiring.Component):
                         with m.Elif(is_load):
                             with m.If(sync_only):
                                 with m.If(has_push):
-                                    m.next = "PUSH"
+                                    m.next = "DRAIN"
                             with m.Else():
                                 m.d.sync += sel_uop.eq(hdr.memory_type == MemType.UOP)
                                 with m.If(hdr.memory_type == MemType.UOP):
@@ -363,7 +366,7 @@ class ComputeModule(wiring.Component):
                         with m.Else():
                             m.d.comb += self.error.eq(CoreError.BAD_INSN)
                             with m.If(has_push):
-                                m.next = "PUSH"
+                                m.next = "DRAIN"
                     with m.Elif(room):
                         m.d.comb += self.token_stall.eq(1)
             with m.State("LOAD"):
