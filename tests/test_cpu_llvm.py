@@ -29,6 +29,7 @@ CASES = [
     ("HardSwish", {}, [X * 4]), ("LeakyRelu", {"alpha": 0.1}, [X]), ("Gelu", {}, [X]),
     ("Clip", {}, [X, np.float32(-0.5), np.float32(0.7)]), ("Elu", {"alpha": 0.8}, [X]),
     ("Softmax", {"axis": -1}, [X * 3]), ("LogSoftmax", {"axis": 3}, [X]),
+    ("Softmax", {"axis": 1}, [X * 3]), ("LogSoftmax", {"axis": 2}, [X]),
     ("LayerNormalization", {"axis": -1, "epsilon": 1e-5}, [X, f(13), f(13)]),
     ("LayerNormalization", {"axis": 2, "epsilon": 1e-3}, [X, f(11, 13), f(11, 13)]),
     ("GlobalAveragePool", {}, [X]), ("GlobalMaxPool", {}, [X]),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import numpy_ops as nops
-from .renderer import render_elementwise, render_rows
+from .renderer import render_elementwise, render_rows, render_softmax_axis
 from .linalg import (pack_b, padded_cols, render_depthwise, render_gemm, render_im2col,
                      render_pool2d,
                      render_resize2d)
@@ -200,7 +200,12 @@ def _plan_rows(node, shapes, dtypes, consts):
     if node.op in ("Softmax", "LogSoftmax"):
         axis = _attr(node, "axis", -1) % len(shape)
         if axis != len(shape) - 1:
-            return None
+            outer = int(np.prod(shape[:axis], dtype=np.int64))
+            inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+            prog = Program(render_softmax_axis(node.op.lower(), outer, shape[axis], inner))
+            out = np.empty(shape, F)
+            scratch = np.empty(outer * 2 * inner, F)
+            return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]), scratch)], 1)
         rows, length = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
         prog = Program(render_rows(node.op.lower(), rows, length))
         out = np.empty(shape, F)

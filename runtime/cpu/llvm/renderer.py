@@ -20,7 +20,7 @@ import numpy as np
 import llvmlite.ir as ir
 
 __all__ = ["Kernel", "KernelBuilder", "MathLib", "collapse", "render_elementwise",
-           "render_rows", "F32", "I64", "LLVM_TYPES"]
+           "render_rows", "render_softmax_axis", "F32", "I64", "LLVM_TYPES"]
 
 F32 = ir.FloatType()
 F64 = ir.DoubleType()
@@ -371,6 +371,58 @@ def _render_row_copy(shape, strides, dtype, out_offset, in_offset, cost) -> Kern
 
     nest(0, [])
     return kb.finish(shape[0], int(np.prod(shape[1:], dtype=np.int64)) * cost)
+
+
+def render_softmax_axis(kind: str, outer: int, length: int, inner: int) -> Kernel:
+    """Softmax / LogSoftmax over the middle axis of a contiguous ``(outer, length, inner)``
+    view (e.g. channels of NCHW), vectorised across ``inner``; parallel over ``outer``.
+
+    Arguments: out, x, scratch (``outer * 2 * inner`` floats: running max and sum).
+    """
+    kb = KernelBuilder(3)
+    math = MathLib(kb)
+    b = kb.b
+    out, x, scratch = kb.ptrs
+    with kb.loop(kb.lo, kb.hi) as o:
+        base = b.mul(o, i64(length * inner))
+        mrow = b.mul(o, i64(2 * inner))
+        srow = b.add(mrow, i64(inner))
+        with kb.loop(0, inner) as i:
+            kb.store(f32(float("-inf")), scratch, b.add(mrow, i))
+            kb.store(f32(0.0), scratch, b.add(srow, i))
+        with kb.loop(0, length) as r:
+            rbase = b.add(base, b.mul(r, i64(inner)))
+            with kb.loop(0, inner) as i:
+                mpos = b.add(mrow, i)
+                kb.store(math.max(kb.load(scratch, mpos), kb.load(x, b.add(rbase, i))),
+                         scratch, mpos)
+        with kb.loop(0, length) as r:
+            rbase = b.add(base, b.mul(r, i64(inner)))
+            with kb.loop(0, inner) as i:
+                pos = b.add(rbase, i)
+                e = math.exp(b.fsub(kb.load(x, pos), kb.load(scratch, b.add(mrow, i))))
+                if kind == "softmax":
+                    kb.store(e, out, pos)
+                spos = b.add(srow, i)
+                kb.store(b.fadd(kb.load(scratch, spos), e), scratch, spos)
+        with kb.loop(0, inner) as i:
+            spos = b.add(srow, i)
+            s = kb.load(scratch, spos)
+            if kind == "softmax":
+                kb.store(b.fdiv(f32(1.0), s), scratch, spos)
+            else:
+                kb.store(b.fadd(kb.load(scratch, b.add(mrow, i)), kb.call("llvm.log.f32", s)),
+                         scratch, spos)
+        with kb.loop(0, length) as r:
+            rbase = b.add(base, b.mul(r, i64(inner)))
+            with kb.loop(0, inner) as i:
+                pos = b.add(rbase, i)
+                t = kb.load(scratch, b.add(srow, i))
+                if kind == "softmax":
+                    kb.store(b.fmul(kb.load(out, pos), t), out, pos)
+                else:
+                    kb.store(b.fsub(kb.load(x, pos), t), out, pos)
+    return kb.finish(outer, length * inner * 12)
 
 
 def render_rows(kind: str, rows: int, length: int, eps: float = 0.0) -> Kernel:
