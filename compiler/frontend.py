@@ -208,14 +208,28 @@ def infer_node_shapes(node: Node, values: dict, consts: dict) -> list:
 
 
 def _infer_by_running(node, values, consts):
-    """Fallback when ONNX's inference leaves a dim unknown: run the node on zeros."""
-    feeds = {i: consts[i] if i in consts else np.zeros(values[i].shape, values[i].dtype)
-             for i in node.inputs if i}
-    try:
-        outs = evaluate_node(node, feeds)
-    except Exception as exc:
-        raise FrontendError(f"node {node.name!r} ({node.op}): cannot determine output shape: "
-                            f"{exc}") from None
+    """Fallback when ONNX's inference leaves a dim unknown: run the node on two different
+    fillings of its run-time inputs. Different output shapes (or integer run-time inputs,
+    which usually carry sizes) mean the shape depends on run-time values: an error."""
+    runtime = [i for i in node.inputs if i and i not in consts]
+    if any(values[i].dtype.kind in "iub" for i in runtime):
+        raise FrontendError(f"node {node.name!r} ({node.op}): its output shape depends on the "
+                            f"run-time values of {runtime}; pyvta needs static shapes (make "
+                            f"those inputs constant)")
+    shapes = None
+    for fill in (0.0, 1.0):
+        feeds = {i: consts[i] if i in consts else np.full(values[i].shape, fill, values[i].dtype)
+                 for i in node.inputs if i}
+        try:
+            outs = evaluate_node(node, feeds)
+        except Exception as exc:
+            raise FrontendError(f"node {node.name!r} ({node.op}): cannot determine output "
+                                f"shape: {exc}") from None
+        got = [a.shape for a in outs]
+        if shapes is not None and got != shapes:
+            raise FrontendError(f"node {node.name!r} ({node.op}): its output shape depends on "
+                                f"the run-time values of {runtime}; pyvta needs static shapes")
+        shapes = got
     return [Value(o, a.shape, a.dtype) for o, a in zip([o for o in node.outputs if o], outs)]
 
 

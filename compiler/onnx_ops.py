@@ -444,6 +444,10 @@ def Gather(ctx, data, indices, *, axis=0):
 def Pad(ctx, x, pads="", constant_value="", axes="", *, mode="constant", pads_attr=None,
         value=0.0):
     rank = len(ctx.shape(x))
+    if pads and ctx.const(pads) is None:
+        _unsupported(ctx, "pads must be constant (the output shape depends on them)")
+    if axes and ctx.const(axes) is None:
+        _unsupported(ctx, "axes must be constant")
     if pads_attr is not None:           # opset < 11
         pads = ctx.add_const("pads", np.array(list(pads_attr), np.int64))
         if value:
