@@ -7,6 +7,7 @@ functional simulator, and times numpy's int8 matmul with int32 accumulation
 their ratio; the project's floor is fsim within 5x of numpy.
 
     python bench/fsim_gemm.py [--m 1024 --k 1024 --n 1024] [--preset pynq-z1] [--repeat 3]
+    python bench/fsim_gemm.py --resnet      # also the ResNet-18-shaped GEMMs, one line each
 """
 
 import argparse
@@ -39,7 +40,48 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--epilogue", action="store_true",
                    help="add bias, >> 8 and clip [0, 127] (ALU passes) to the program")
+    p.add_argument("--resnet", action="store_true",
+                   help="also time 128^3 and the ResNet-18-shaped GEMMs (with the epilogue)")
     args = p.parse_args(argv)
+    status = _main_gemm(args)
+    if args.resnet:
+        status |= _resnet_table(args)
+    return status
+
+
+RESNET_SHAPES = [(128, 128, 128), (3136, 576, 64), (784, 1152, 128), (196, 2304, 256),
+                 (49, 4608, 512)]
+
+
+def _resnet_table(args) -> int:
+    rng = np.random.default_rng(1)
+    print(f"\nResNet-18-shaped GEMMs with bias, >> 8, clip [0, 127], {args.threads} thread(s):")
+    print(f"  {'M x K x N':<18}{'fsim s':>9}{'numpy s':>9}{'fsim/numpy':>12}{'model eff':>11}"
+          f"{'insns':>7}  exact")
+    bad = 0
+    for m, k, n in RESNET_SHAPES:
+        a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        bias = rng.integers(-(1 << 15), 1 << 15, n).astype(np.int32)
+        prog = gemm_program(args.preset, a, w, bias, shift=8, clip=(0, 127),
+                            threads=args.threads)
+        blob, image = prog.encode(), prog.dram.tobytes()
+
+        def run_fsim():
+            dram = Dram(base=prog.dram.base, data=image)
+            FunctionalSimulator(prog.cfg, dram).run(blob)
+            return dram
+
+        t_fsim, dram = best_of(args.repeat, run_fsim)
+        t_np, _ = best_of(args.repeat, lambda: a.astype(np.int32) @ w.astype(np.int32).T)
+        ok = np.array_equal(prog.read_output(dram), numpy_reference(a, w, bias, 8, (0, 127)))
+        bad += not ok
+        print(f"  {f'{m}x{k}x{n}':<18}{t_fsim:>9.3f}{t_np:>9.3f}{t_fsim / t_np:>11.2f}x"
+              f"{prog.tiling.est_efficiency:>10.1%}{len(prog.insns):>7}  {ok}")
+    return 1 if bad else 0
+
+
+def _main_gemm(args) -> int:
 
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, (args.m, args.k), dtype=np.int8)

@@ -517,23 +517,30 @@ class FunctionalSimulator:
         ftype = np.float32 if red * bi <= 1 << 10 else np.float64
         p = np.arange(rows, dtype=np.int64)
         r = np.arange(red, dtype=np.int64)
-        sums = np.zeros((cfg.acc_depth, b, bo), np.float64)
-        unique_rows = rows == 1 or f_dst != 0
-        for u in range(insn.uop_bgn, insn.uop_end):
-            src = self.uop_src[u] + p[:, None] * f_src_row + r[None, :] * f_src_red
-            wgt = self.uop_wgt[u] + r * f_wgt_red
-            d = self.uop_dst[u] + p * f_dst
-            x = self.inp[src].astype(ftype)                       # (rows, red, b, bi)
-            x = x.transpose(0, 2, 1, 3).reshape(rows * b, red * bi)
-            w = self.wgt[wgt].astype(ftype)                       # (red, bo, bi)
-            w = w.transpose(1, 0, 2).reshape(bo, red * bi)
-            y = (x @ w.T).reshape(rows, b, bo)
-            if unique_rows:
-                sums[d] += y
+        # Sums are kept per touched destination (sorted), not over the whole accumulator.
+        sums = np.zeros((touched.size, b, bo), np.float64)
+        # Batched products over the micro-ops, in chunks that bound the gathered operands.
+        step = max(1, (1 << 20) // max(1, rows * red))
+        for u0 in range(insn.uop_bgn, insn.uop_end, step):
+            k = slice(u0, min(u0 + step, insn.uop_end))
+            src = (self.uop_src[k][:, None, None] + p[None, :, None] * f_src_row
+                   + r[None, None, :] * f_src_red)                # (uops, rows, red)
+            wgt = self.uop_wgt[k][:, None] + r[None, :] * f_wgt_red  # (uops, red)
+            d = self.uop_dst[k][:, None] + p[None, :] * f_dst      # (uops, rows)
+            nu = src.shape[0]
+            x = self.inp[src].astype(ftype)                       # (uops, rows, red, b, bi)
+            x = x.transpose(0, 1, 3, 2, 4).reshape(nu, rows * b, red * bi)
+            w = self.wgt[wgt].astype(ftype)                       # (uops, red, bo, bi)
+            w = w.transpose(0, 2, 1, 3).reshape(nu, bo, red * bi)
+            y = np.matmul(x, w.transpose(0, 2, 1)).reshape(nu * rows, b, bo)
+            pos = np.searchsorted(touched, d.reshape(-1))
+            if pos.size == touched.size and u0 == insn.uop_bgn and \
+                    u0 + step >= insn.uop_end:
+                sums[pos] = y          # every destination written exactly once
             else:
-                np.add.at(sums, d, y)
+                np.add.at(sums, pos, y.astype(np.float64))
         acc = self.acc
-        acc[touched] = (acc[touched].astype(np.int64) + sums[touched].astype(np.int64)).astype(
+        acc[touched] = (acc[touched].astype(np.int64) + sums.astype(np.int64)).astype(
             np.int32)  # wrap-around to int32, as the hardware does
         self.out[touched] = acc[touched].astype(np.int8)
         self.counters.gemm_uops += dst.size
