@@ -27,7 +27,7 @@ Control protocol
 
 from __future__ import annotations
 
-from amaranth import Module, ResetInserter, Signal
+from amaranth import Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -133,8 +133,9 @@ class Core(wiring.Component):
         fetch_start = Signal()
         addr, count = Signal(32), Signal(32)
         m.d.sync += fetch_start.eq(start)
+        misaligned = self.insn_addr[:cfg.axi_bytes.bit_length() - 1] != 0
         with m.If(start):
-            m.d.sync += [addr.eq(self.insn_addr), count.eq(self.insn_count)]
+            m.d.sync += [addr.eq(self.insn_addr), count.eq(Mux(misaligned, 0, self.insn_count))]
         fetch, load = Fetch(cfg), LoadModule(cfg)
         compute, store = ComputeModule(cfg, self._acc_read_ports), StoreModule(cfg)
         m.submodules.fetch = soft_reset(fetch)
@@ -207,7 +208,8 @@ class Core(wiring.Component):
             fetch.start.eq(fetch_start), fetch.addr.eq(addr), fetch.count.eq(count),
         ]
         with m.If(start):
-            m.d.sync += [self.busy.eq(1), self.done.eq(0), self.error.eq(0)]
+            m.d.sync += [self.busy.eq(1), self.done.eq(0),
+                         self.error.eq(Mux(misaligned, CoreError.BAD_ADDR, 0))]
             m.d.sync += [getattr(self, name).eq(0) for name in COUNTERS]
         with m.Else():
             m.d.sync += self.error.eq(self.error | load.error | compute.error | store.error)

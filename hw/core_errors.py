@@ -22,3 +22,6 @@ class CoreError(enum.IntFlag, shape=8):
     #: FINISH (or ``insn_count`` was 0), or the modules wait on each other's tokens. The
     #: core stops (``busy`` falls, ``done`` rises) so the host does not wait forever.
     HANG = 1 << 3
+    #: ``insn_addr`` is not aligned to the bus width (``cfg.axi_bytes``): nothing is fetched
+    #: and the run stops at once (with ``HANG``, as an empty stream does).
+    BAD_ADDR = 1 << 4

@@ -352,3 +352,14 @@ def test_default_config_pynq_z1():
     alu_program(b, AluOp.ADD, None)
     run_both(b)
     run_random(cfg, 5, work=150, stall=0.2)
+
+
+def test_misaligned_insn_addr_rejected():
+    from pyvta.hw.core_errors import CoreError
+    b = _builder()
+    alu_program(b, AluOp.ADD, 1)
+    prog = b.encode()
+    addr = b.dram.put(np.frombuffer(prog, np.uint8)) + 4
+    run = run_core(b.cfg, b.dram, addr, len(prog) // 16)
+    assert run.error == CoreError.BAD_ADDR | CoreError.HANG
+    assert run.counters["fetch_insns"] == 0
