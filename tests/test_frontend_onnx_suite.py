@@ -69,7 +69,7 @@ def _run_case(case):
     feeds = {}
     for vi, a in zip(list(case.model.graph.input), inputs):
         a = np.asarray(a)
-        if a.dtype.kind in "iu" and a.ndim <= 1:
+        if (a.dtype.kind in "iu" and a.ndim <= 1) or vi.name in ("scales", "roi"):
             model.graph.initializer.append(nh.from_array(a, vi.name))
             model.graph.input.remove(next(i for i in model.graph.input if i.name == vi.name))
         else:
