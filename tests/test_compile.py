@@ -139,3 +139,38 @@ def test_runtime_sessions_agree_with_pipeline_reference(digits, tmp_path):
             feeds = {"x": x[i:i + 1]}
             np.testing.assert_array_equal(session.run(feeds)["logits"],
                                           run_compiled(digits, feeds, "cpu")["logits"])
+
+
+def test_two_inputs_two_outputs(tmp_path):
+    """Two inputs (each quantized at its own scale), a shared residual add, two outputs (one
+    int8 partition output read twice); calibration from a folder of NAME.npy files."""
+    def w(*s):
+        return (RNG.standard_normal(s) * 0.3).astype(np.float32)
+    nodes = [h.make_node("Conv", ["a", "wa"], ["ca"], pads=[1, 1, 1, 1], name="conv_a"),
+             h.make_node("Conv", ["b", "wb"], ["cb"], pads=[1, 1, 1, 1], name="conv_b"),
+             h.make_node("Add", ["ca", "cb"], ["s"], name="add"),
+             h.make_node("Relu", ["s"], ["y1"], name="relu"),
+             h.make_node("GlobalAveragePool", ["y1"], ["y2"], name="gap")]
+    g = h.make_graph(nodes, "two", [h.make_tensor_value_info("a", T.FLOAT, [1, 4, 6, 6]),
+                                    h.make_tensor_value_info("b", T.FLOAT, [1, 2, 6, 6])],
+                     [h.make_tensor_value_info("y1", T.FLOAT, [1, 8, 6, 6]),
+                      h.make_tensor_value_info("y2", T.FLOAT, [1, 8, 1, 1])],
+                     [nh.from_array(w(8, 4, 3, 3), "wa"), nh.from_array(w(8, 2, 3, 3), "wb")])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    model.ir_version = 7
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    np.save(calib / "a.npy", RNG.standard_normal((6, 4, 6, 6)).astype(np.float32))
+    np.save(calib / "b.npy", 3 * RNG.standard_normal((6, 2, 6, 6)).astype(np.float32))
+    cm = compile_model(model, "tiny", calib)
+    assert len(cm.programs) == 1
+    assert cm.meta["quantization"]["scales"]["b"] > 2 * cm.meta["quantization"]["scales"]["a"]
+    graph = import_model(model)
+    feeds = {"a": RNG.standard_normal((1, 4, 6, 6)).astype(np.float32),
+             "b": 3 * RNG.standard_normal((1, 2, 6, 6)).astype(np.float32)}
+    ref = run_compiled(cm, feeds, "cpu")
+    sim = run_compiled(cm, feeds, "fsim")
+    want = run_float(graph, feeds)
+    for name in ("y1", "y2"):
+        np.testing.assert_array_equal(sim[name], ref[name])
+        assert np.abs(ref[name] - want[name]).max() < 0.1 * np.abs(want[name]).max()
