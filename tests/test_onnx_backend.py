@@ -11,7 +11,6 @@ import os
 import warnings
 
 import numpy as np
-import pytest
 
 from pyvta.compiler.onnx_ops import supported_ops
 from pyvta.runtime.onnx_backend import PyvtaBackend

@@ -1,0 +1,72 @@
+"""What a planned node is: :class:`NodePlan`, plus the helpers every planner shares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .program import Program
+from .renderer import render_elementwise
+
+__all__ = ["NodePlan", "F", "COPY_TYPES"]
+
+F = np.dtype(np.float32)
+
+
+class NodePlan:
+    """Executes one node: a list of compiled steps writing preallocated outputs."""
+
+    def __init__(self, outputs, steps, kernels=0):
+        self.outputs = outputs          #: output arrays (reused across calls)
+        self.steps = steps              #: callables ``step(inputs)``
+        self.kernels = kernels          #: number of compiled kernels used
+
+    def __call__(self, inputs):
+        for step in self.steps:
+            step(inputs)
+        return self.outputs
+
+
+def _contig(shape):
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= d
+    return tuple(reversed(strides))
+
+
+def _bcast_strides(in_shape, out_shape):
+    """Element strides of a contiguous ``in_shape`` broadcast to ``out_shape``."""
+    pad = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
+    st = _contig(pad)
+    return tuple(0 if d == 1 and o != 1 else s for d, o, s in zip(pad, out_shape, st))
+
+
+def _attr(node, name, default=None):
+    v = node.attrs.get(name, default)
+    return default if v is None else v
+
+
+def _arr(a):
+    if type(a) is np.ndarray and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a)
+
+
+def _copy_plan(out, parts):
+    """``parts``: list of (input index, out view offset, out strides, shape, in offset, in strides)."""
+    progs = []
+    for idx, ooff, ostr, shape, ioff, istr in parts:
+        if int(np.prod(shape, dtype=np.int64)) == 0:
+            continue
+        kern = render_elementwise(shape, ostr, out.dtype, [(istr, ioff, out.dtype)], None,
+                                  out_offset=ooff)
+        progs.append((idx, Program(kern)))
+
+    def step(ins):
+        flat = out.reshape(-1)
+        for idx, prog in progs:
+            prog(flat, _arr(ins[idx]))
+    return NodePlan([out], [step], len(progs))
+
+
+COPY_TYPES = {np.dtype(t) for t in (np.float32, np.int8, np.uint8, np.int32, np.int64)}
