@@ -325,7 +325,7 @@ def _call(fn, ctx, inputs, attrs):
 
 
 #: Operators folded whenever their input's *shape* is known, even if its data is not.
-_SHAPE_ONLY = {"Shape": 0, "Size": 0}
+_SHAPE_ONLY = {"Shape", "Size"}
 
 #: Constant results larger than this many elements are not folded (e.g. big ConstantOfShape).
 _FOLD_LIMIT = 1 << 24
@@ -344,7 +344,12 @@ def _fold_or_infer(ctx: _Context, node: Node) -> bool:
         ctx.set_const(node.outputs[0], result)
         return True
     if foldable:
-        outs = evaluate_node(node, {i: ctx.consts[i] for i in ins})
+        try:
+            outs = evaluate_node(node, {i: ctx.consts[i] for i in ins})
+        except Exception as exc:   # onnx.reference raises whatever numpy raises
+            raise FrontendError(f"node {node.name!r} ({node.op}): constant folding failed: "
+                                f"{str(exc).strip().splitlines()[0] if str(exc) else exc!r}") \
+                from None
         if all(o.size <= _FOLD_LIMIT for o in outs):
             for name, arr in zip([o for o in node.outputs if o], outs):
                 ctx.set_const(name, arr)
