@@ -142,7 +142,12 @@ def _pow2_requant(mult_real, lo, hi):
 
 def _requant(mode, mult_real, acc_bound, lo, hi):
     if mode == "pow2":
-        return _pow2_requant(mult_real, lo, hi)
+        rq, adjust = _pow2_requant(mult_real, lo, hi)
+        worst = ((int(np.max(acc_bound)) >> rq.pre_shift) + 1) * int(np.max(rq.mult))
+        if worst + ((1 << (rq.shift - 1)) if rq.shift else 0) <= _INT32_MAX:
+            return rq, adjust
+        # A pure shift could wrap around int32 here: let choose_requant add a pre-shift (its
+        # multiplier is still a power of two, since mult_real is one).
     return choose_requant(mult_real, acc_bound, lo, hi)
 
 

@@ -193,3 +193,14 @@ def test_entropy_threshold_ignores_outliers(cnn):
     ent = activation_ranges(graph, calib, "entropy")
     mm = activation_ranges(graph, calib, "minmax")
     assert all(0 < ent[k] <= mm[k] + 1e-6 for k in mm if mm[k] > 0)
+
+
+def test_pow2_requant_never_wraps():
+    from pyvta.compiler.quantize import _requant
+    # Output scale 8x finer than the accumulator's: a pure left shift of a large accumulator
+    # would wrap around int32, so a pre-shift is added; the multiplier stays a power of two.
+    rq, _ = _requant("pow2", np.array([8.0]), np.array([1 << 29]), -128, 127)
+    assert int(rq.mult) & (int(rq.mult) - 1) == 0
+    assert ((1 << 29) >> rq.pre_shift) * int(rq.mult) < 2 ** 31
+    rq, _ = _requant("pow2", np.array([2.0 ** -5]), np.array([1000]), -128, 127)
+    assert int(rq.mult) == 1 and rq.shift == 5 and rq.pre_shift == 0
