@@ -279,9 +279,16 @@ class ComputeModule(wiring.Component):
         w_valid = Signal()
         w_dst = Signal(aw)
         w_data = Signal(acc_bits)
-        a_val = Mux(w_valid & (w_dst == ex.dst), w_data, acc_rd_dst.data)
+        # Bypass selects are compared one cycle early (pre against the micro-op in execute,
+        # which is the one in the write stage next cycle) to keep comparators off the
+        # execute stage's path.
+        fwd_a, fwd_b = Signal(), Signal()
+        writes = ex.valid & ~ex.src_fetch
+        m.d.sync += [fwd_a.eq(writes & (ex.dst == pre.dst)),
+                     fwd_b.eq(writes & (ex.dst == pre.src[:aw]))]
+        a_val = Mux(fwd_a, w_data, acc_rd_dst.data)
         if dual:
-            b_val = Mux(w_valid & (w_dst == ex.src[:aw]), w_data, acc_rd_src.data)
+            b_val = Mux(fwd_b, w_data, acc_rd_src.data)
         else:
             b_val = Signal(acc_bits)  # acc[src], read by the micro-op's src-fetch slot
             with m.If(ex.src_fetch):
