@@ -146,8 +146,8 @@ def _requant(mode, mult_real, acc_bound, lo, hi):
         worst = ((int(np.max(acc_bound)) >> rq.pre_shift) + 1) * int(np.max(rq.mult))
         if worst + ((1 << (rq.shift - 1)) if rq.shift else 0) <= _INT32_MAX:
             return rq, adjust
-        # A pure shift could wrap around int32 here: let choose_requant add a pre-shift (its
-        # multiplier is still a power of two, since mult_real is one).
+        # A pure shift could wrap around int32: choose_requant finds a safe form (its
+        # multiplier is still a power of two, since mult_real is one) or raises.
     return choose_requant(mult_real, acc_bound, lo, hi)
 
 

@@ -197,10 +197,11 @@ def test_entropy_threshold_ignores_outliers(cnn):
 
 def test_pow2_requant_never_wraps():
     from pyvta.compiler.quantize import _requant
-    # Output scale 8x finer than the accumulator's: a pure left shift of a large accumulator
-    # would wrap around int32, so a pre-shift is added; the multiplier stays a power of two.
-    rq, _ = _requant("pow2", np.array([8.0]), np.array([1 << 29]), -128, 127)
-    assert int(rq.mult) & (int(rq.mult) - 1) == 0
-    assert ((1 << 29) >> rq.pre_shift) * int(rq.mult) < 2 ** 31
+    # Output scale 8x finer than the accumulator's and an accumulator bound of 2**29: the
+    # scaled result cannot be represented in int32; an error, never a silent wrap-around.
+    with pytest.raises(QuantizeError, match="overflow"):
+        _requant("pow2", np.array([8.0]), np.array([1 << 29]), -128, 127)
+    rq, _ = _requant("pow2", np.array([8.0]), np.array([1 << 20]), -128, 127)
+    assert int(rq.mult) == 8 and rq.shift == 0
     rq, _ = _requant("pow2", np.array([2.0 ** -5]), np.array([1000]), -128, 127)
     assert int(rq.mult) == 1 and rq.shift == 5 and rq.pre_shift == 0
