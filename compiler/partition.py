@@ -138,7 +138,7 @@ def _cpu_fallback(graph: Graph, is_accel) -> Graph:
         q = n.outputs[0]
         nodes.append(Node("QuantizeLinear", f"{a['float_output']}/quantize",
                           [a["float_output"], *qparams(q, a["scale"])], [q],
-                          {"axis": 1, "saturate": 1}))
+                          {"axis": 1}))
     from .passes import eliminate_dead_code
     return eliminate_dead_code(Graph(nodes=nodes, inputs=list(graph.inputs),
                                      outputs=list(graph.outputs), initializers=inits,

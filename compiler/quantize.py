@@ -193,7 +193,7 @@ class _Builder:
             q = f"{name}_q"
             s, z = self._qparams(q, self.scale(name))
             self.nodes.append(Node("QuantizeLinear", f"{name}/quantize", [name, s, z], [q],
-                                   {"axis": 1, "saturate": 1}))
+                                   {"axis": 1}))
             self.values[q] = Value(q, self.g.values[name].shape, np.int8)
             self.qval[name] = q
         return self.qval[name]
