@@ -140,3 +140,18 @@ def test_cost_rule_keeps_a_lone_pooling_run_on_the_cpu():
     assert parts == [] and [n.op for n in pg.nodes] == ["Sigmoid", "MaxPool", "Tanh"]
     pg, parts = partition(q, cost=False)
     assert [[o.name for o in p.ops] for p in parts] == [["pool"]]
+
+
+def test_all_cpu_fallback_is_a_valid_onnx_model():
+    """With every quantized op excluded, the partitioned graph is plain ONNX (opset 17):
+    the checker accepts it and onnxruntime runs it."""
+    ort = pytest.importorskip("onnxruntime")
+    from pyvta.compiler.frontend import export_model
+    q = _quantized(cpu_in_the_middle())
+    pg, parts = partition(q, exclude={n.name for n in q.nodes if n.domain == QUANT_DOMAIN})
+    assert parts == []
+    model = export_model(pg)
+    onnx.checker.check_model(model, full_check=True)
+    x = RNG.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, _run(pg, parts, x), rtol=1e-5, atol=1e-6)
