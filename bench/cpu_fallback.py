@@ -139,10 +139,74 @@ def _plan(op, attrs, inputs, n_out):
     return node, plan
 
 
+def layout_cases(repeat, threads):
+    """The accelerator's activation packing (pynq-z1: BLOCK 16, batch 1) on a 64x56x56 int8
+    map: compiled kernel vs ``compiler/layout.py`` (numpy) vs onnxruntime running the same
+    rearrangement as Pad/Reshape/Transpose (pack) and Transpose/Reshape/Slice (unpack)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from pyvta.compiler.layout import pack_activation, unpack_activation
+    from pyvta.hw.config import load_config
+    from pyvta.runtime.cpu.llvm.ops import plan_pack, plan_unpack
+    cfg = load_config("pynq-z1")
+    shape = (1, 60, 56, 56)                         # 60 channels: the last block is padded
+    x = np.random.default_rng(0).integers(-128, 128, shape).astype(np.int8)
+    cb = -(-shape[1] // cfg.block_in)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+    def session(nodes, inits, in_shape, out_shape):
+        g = helper.make_graph(nodes, "layout",
+                              [helper.make_tensor_value_info("x", TensorProto.INT8, in_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, out_shape)],
+                              inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+        return ort.InferenceSession(m.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+
+    def const(name, values):
+        return helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+    pshape = (1, cb, 56, 56, 1, cfg.block_in)
+    pack_sess = session(
+        [helper.make_node("Pad", ["x", "pads"], ["p"]),
+         helper.make_node("Reshape", ["p", "s"], ["r"]),
+         helper.make_node("Transpose", ["r"], ["y"], perm=[0, 1, 3, 4, 2])],
+        [const("pads", [0, 0, 0, 0, 0, cb * cfg.block_in - shape[1], 0, 0]),
+         const("s", [1, cb, cfg.block_in, 56, 56])], list(shape), [1, cb, 56, 56, cfg.block_in])
+    packed = pack_activation(x, cfg)
+    unpack_sess = session(
+        [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 1, 4, 2, 3]),
+         helper.make_node("Reshape", ["t", "s"], ["r"]),
+         helper.make_node("Slice", ["r", "st", "en", "ax"], ["y"])],
+        [const("s", [1, cb * cfg.block_in, 56, 56]), const("st", [0]),
+         const("en", [shape[1]]), const("ax", [1])],
+        [1, cb, 56, 56, cfg.block_in], list(shape))
+    out, pack = plan_pack(shape, cfg)
+    back, unpack = plan_unpack(shape, cfg)
+    pack(x)
+    unpack(out)
+    rows = []
+    t_ort = _time(lambda: pack_sess.run(None, {"x": x}), repeat)
+    ok = np.array_equal(out, packed) and np.array_equal(
+        pack_sess.run(None, {"x": x})[0].reshape(pshape), packed)
+    rows.append(("Pack activation 60x56x56", _time(lambda: pack(x), repeat),
+                 _time(lambda: pack_activation(x, cfg), repeat), t_ort, ok))
+    p5 = packed.reshape(1, cb, 56, 56, cfg.block_in)
+    t_ort = _time(lambda: unpack_sess.run(None, {"x": p5}), repeat)
+    ok = np.array_equal(back, x) and np.array_equal(unpack_sess.run(None, {"x": p5})[0], x)
+    rows.append(("Unpack activation 60x56x56", _time(lambda: unpack(packed), repeat),
+                 _time(lambda: unpack_activation(packed, shape, cfg), repeat), t_ort, ok))
+    return rows
+
+
 def compile_times(selected):
     """First-run (empty cache) and second-run (cached) planning time of all kernels."""
+    import copy
+
     from pyvta.runtime.cpu.llvm import compiler
     results = []
+    saved = os.environ.get("PYVTA_CACHE_DIR")
     with tempfile.TemporaryDirectory() as d:
         os.environ["PYVTA_CACHE_DIR"] = d
         for _ in range(2):
@@ -150,7 +214,13 @@ def compile_times(selected):
             t0 = time.perf_counter()
             for _, op, attrs, inputs, n_out in selected:
                 _plan(op, attrs, inputs, n_out)
-            results.append((time.perf_counter() - t0, compiler.get_compiler().stats))
+            results.append((time.perf_counter() - t0,
+                            copy.copy(compiler.get_compiler().stats)))
+    compiler._COMPILERS.clear()
+    if saved is None:
+        os.environ.pop("PYVTA_CACHE_DIR", None)
+    else:
+        os.environ["PYVTA_CACHE_DIR"] = saved
     return results
 
 
@@ -189,6 +259,13 @@ def main(argv=None) -> int:
         t_ort = _time(_ort_session(op, attrs, inputs, want, threads), args.repeat)
         got = plan(ins)
         ok = all(np.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want))
+        vs_numpy.append(t_np / t_llvm)
+        vs_ort.append(t_llvm / t_ort)
+        if t_np < t_llvm:
+            slower.append(label)
+        print(f"{label:30} {t_llvm * 1e3:9.3f} {t_np * 1e3:9.3f} {t_ort * 1e3:9.3f} "
+              f"{t_np / t_llvm:10.2f} {t_llvm / t_ort:9.2f}  {'ok' if ok else 'MISMATCH'}")
+    for label, t_llvm, t_np, t_ort, ok in layout_cases(args.repeat, threads):
         vs_numpy.append(t_np / t_llvm)
         vs_ort.append(t_llvm / t_ort)
         if t_np < t_llvm:
