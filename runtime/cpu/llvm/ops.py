@@ -250,25 +250,24 @@ def _plan_slice(node, shapes, dtypes, consts):
     starts, ends = consts[1], consts[2]
     axes = consts.get(3, np.arange(len(starts)))
     steps = consts.get(4, np.ones(len(starts), np.int64))
-    # The numpy path defines the clamping rules; derive offset and strides from its slice.
-    probe = nops.Slice(node, np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape),
-                       starts, ends, axes, steps)
-    out = np.empty(probe.shape, dtypes[0])
-    if probe.size == 0:
+    # The numpy path defines the clamping rules: apply it to one index vector per axis to
+    # get that axis's first index, step and length (no full-size probe array).
+    rank = len(shape)
+    first, step, count = [0] * rank, [1] * rank, list(shape)
+    for s_, e_, a_, st_ in zip(starts, ends, axes, steps):
+        a_ = int(a_) % rank
+        idx = nops.Slice(node, np.arange(shape[a_], dtype=np.int64), [s_], [e_], [0], [st_])
+        count[a_] = idx.size
+        if idx.size:
+            first[a_] = int(idx[0])
+            step[a_] = int(idx[1] - idx[0]) if idx.size > 1 else 1
+    out = np.empty(tuple(count), dtypes[0])
+    if out.size == 0:
         return NodePlan([out], [], 0)
     st = _contig(shape)
-    # Recover the start index and step of each axis from the probe.
-    first = np.unravel_index(int(probe.reshape(-1)[0]), shape)
-    in_strides = []
-    for d in range(len(shape)):
-        if probe.shape[d] > 1:
-            sl = [0] * len(shape)
-            sl[d] = 1
-            nxt = np.unravel_index(int(probe[tuple(sl)]), shape)
-            in_strides.append((nxt[d] - first[d]) * st[d])
-        else:
-            in_strides.append(0)
-    offset = int(sum(f * s for f, s in zip(first, st)))
+    in_strides = [step[d] * st[d] if count[d] > 1 else 0 for d in range(rank)]
+    offset = int(sum(f * s_ for f, s_ in zip(first, st)))
+    probe = out
     return _copy_plan(out, [(0, 0, _contig(probe.shape), probe.shape, offset,
                              tuple(in_strides))])
 

@@ -195,13 +195,20 @@ def plan_resize(node, shapes, dtypes, consts):
     if any(i not in consts for i in range(1, len(shapes)) if shapes[i] is not None):
         return None
     args = [consts.get(i) for i in range(1, len(shapes))]
-    out_shape = nops.Resize(node, np.zeros(shape, F), *args).shape
-    if out_shape[:2] != shape[:2]:
-        return None
     scales = args[1] if len(args) > 1 and args[1] is not None and np.size(args[1]) else None
     sizes = args[2] if len(args) > 2 and args[2] is not None and np.size(args[2]) else None
     axes = node.attrs.get("axes")
     axes = list(range(4)) if axes is None or len(axes) == 0 else [int(a) % 4 for a in axes]
+    # Output shape by the rules of numpy_ops.Resize (floor(in * scale), or the sizes).
+    out_shape = list(shape)
+    for k, a in enumerate(axes):
+        if sizes is not None:
+            out_shape[a] = int(sizes[k])
+        elif scales is not None:
+            out_shape[a] = int(np.floor(shape[a] * float(scales[k])))
+    out_shape = tuple(out_shape)
+    if out_shape[:2] != tuple(shape[:2]):
+        return None
     tables = []
     for d in (2, 3):
         n_in, n_out = shape[d], out_shape[d]
