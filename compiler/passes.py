@@ -12,7 +12,7 @@ import numpy as np
 from .ir import Graph, Node, Value
 
 __all__ = ["fold_constants", "infer_shapes", "fold_batchnorm", "eliminate_dead_code",
-           "dense_as_conv1x1", "remove_identity", "IMPORT_PASSES", "QUANTIZE_PASSES", "run_passes"]
+           "dense_as_conv1x1", "remove_identity", "activation_before_maxpool", "IMPORT_PASSES", "QUANTIZE_PASSES", "run_passes"]
 
 
 def fold_constants(graph: Graph) -> Graph:
@@ -180,8 +180,36 @@ def remove_identity(graph: Graph) -> Graph:
     return eliminate_dead_code(graph)
 
 
+def activation_before_maxpool(graph: Graph) -> Graph:
+    """Swap ``MaxPool -> Relu/Clip`` to ``Relu/Clip -> MaxPool`` (monotonic: same result), so
+    the activation fuses into the convolution before the pooling."""
+    consumers = graph.consumers()
+    outputs = {v.name for v in graph.outputs}
+    for k, pool in enumerate(graph.nodes):
+        if pool.op != "MaxPool" or pool.domain or len([o for o in pool.outputs if o]) != 1:
+            continue
+        y = pool.outputs[0]
+        users = consumers.get(y, [])
+        if y in outputs or len(users) != 1 or users[0].op not in ("Relu", "Clip") \
+                or users[0].inputs[0] != y:
+            continue
+        act = users[0]
+        if any(i and i not in graph.initializers for i in act.inputs[1:]):
+            continue  # Clip bounds computed at run time
+        x, z = pool.inputs[0], act.outputs[0]
+        mid = f"{act.name}/before_pool"
+        graph.values[mid] = Value(mid, graph.values[x].shape, graph.values[x].dtype)
+        act.inputs = [x] + act.inputs[1:]
+        act.outputs = [mid]
+        pool.inputs = [mid]
+        pool.outputs = [z]
+        i = graph.nodes.index(act)
+        graph.nodes[k], graph.nodes[i] = act, pool
+    return eliminate_dead_code(graph)
+
+
 #: What ``quantize`` expects to have run (accelerator-friendly rewrites), in order.
-QUANTIZE_PASSES = [dense_as_conv1x1, eliminate_dead_code]
+QUANTIZE_PASSES = [dense_as_conv1x1, activation_before_maxpool, eliminate_dead_code]
 
 #: What ``import_model`` runs after its folding / shape-inference walk, in order.
 IMPORT_PASSES = [remove_identity, fold_batchnorm, eliminate_dead_code]

@@ -155,3 +155,23 @@ def test_all_cpu_fallback_is_a_valid_onnx_model():
     x = RNG.standard_normal((1, 4, 6, 6)).astype(np.float32)
     got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, _run(pg, parts, x), rtol=1e-5, atol=1e-6)
+
+
+def test_relu_after_maxpool_fuses_into_the_conv():
+    """Conv -> MaxPool -> Relu: the Relu moves before the pooling and into the conv."""
+    ort = pytest.importorskip("onnxruntime")
+    from pyvta.compiler.frontend import export_model
+    nodes = [h.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             h.make_node("MaxPool", ["c1"], ["p"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1], name="pool"),
+             h.make_node("Relu", ["p"], ["y"], name="relu")]
+    model = _model(nodes, {"w1": _w(4, 4, 3, 3)}, [1, 4, 3, 3])
+    graph = run_passes(import_model(model), QUANTIZE_PASSES)
+    assert [n.op for n in graph.nodes] == ["Conv", "Relu", "MaxPool"]
+    x = RNG.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    got = ort.InferenceSession(export_model(graph).SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    q = _quantized(model)
+    assert [n.op for n in q.nodes if n.domain == QUANT_DOMAIN] == ["QConv2d", "QMaxPool"]
+    assert next(n for n in q.nodes if n.op == "QConv2d").attrs["qop"].requant.lo == 0
