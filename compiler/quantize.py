@@ -370,6 +370,27 @@ _MATCHERS = {"Conv": _match_conv, "Gemm": _match_dense, "MatMul": _match_dense,
              "AveragePool": _match_avgpool}
 
 
+#: Operators that only move or select elements: they commute with a per-tensor scale, so the
+#: CPU runs them on the int8 values directly (exact, and no float round trip).
+_MOVE_OPS = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Identity"}
+
+
+def _int8_passthrough(b: _Builder, n: Node) -> bool:
+    """Run a data-movement node on int8 when its data input exists only as int8."""
+    if n.op not in _MOVE_OPS or n.domain or not n.inputs:
+        return False
+    x, out = n.inputs[0], n.outputs[0]
+    if x not in b.qval or x in b.fval or any(i and i not in b.g.initializers
+                                             for i in n.inputs[1:]):
+        return False
+    q = f"{out}_q"
+    b.scales[out] = b.scales[x]
+    b.nodes.append(Node(n.op, n.name, [b.qval[x]] + list(n.inputs[1:]), [q], dict(n.attrs)))
+    b.values[q] = Value(q, b.g.values[out].shape, np.int8)
+    b.qval[out] = q
+    return True
+
+
 # --- Driver ----------------------------------------------------------------------------------
 
 def quantize(graph: Graph, calib: dict, *, mode: str = "per-channel", method: str = "minmax",
@@ -392,6 +413,8 @@ def quantize(graph: Graph, calib: dict, *, mode: str = "per-channel", method: st
     b = _Builder(graph, amax, mode)
     for n in graph.nodes:
         if id(n) in b.fused:
+            continue
+        if _int8_passthrough(b, n):
             continue
         m = _MATCHERS.get(n.op)
         hit = m(b, n) if m and not n.domain else None

@@ -86,7 +86,10 @@ def test_mixed_model_fsim_matches_reference(config, quant):
     calib = {"x": RNG.standard_normal((12, 3, 8, 8)).astype(np.float32)}   # batch items
     model = mixed_model()
     cm = compile_model(model, config, calib, input_shapes={"x": (1, 3, 8, 8)}, quant=quant)
-    assert len(cm.programs) == 2            # Flatten of a 2x2 map runs on the CPU between
+    assert len(cm.programs) == 2            # Flatten of a 2x2 map runs on the CPU between,
+    assert [n.op for n in cm.graph.nodes] == ["QuantizeLinear", "Accel", "Flatten", "Accel",
+                                              "DequantizeLinear"]   # on int8 values
+    assert cm.graph.values[cm.graph.nodes[2].outputs[0]].dtype == np.int8
     assert cm.meta["cpu_fallback"] == []
     graph = import_model(model, {"x": (1, 3, 8, 8)})
     for _ in range(3):
