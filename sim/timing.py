@@ -1,0 +1,476 @@
+"""Timing model: estimated cycles of an instruction stream on the pyvta RTL.
+
+:func:`estimate_cycles` walks a program the way the hardware (``hw/core.py``) runs it: a fetch
+stage reads instructions by DMA and dispatches them in order into three bounded command
+queues; the load, compute and store modules each execute their queue in order, block on the
+four dependency-token queues and share one DRAM read channel; the store module owns the write
+channel. It is an event model at instruction granularity, not a cycle-by-cycle simulation, so
+it costs a few microseconds per instruction and needs no DRAM contents.
+
+What the model knows about the RTL (each constant below names the hardware behaviour it stands
+for; the values were measured on the Verilator simulation, ``bench/timing_accuracy.py``):
+
+* DRAM: every read burst's first beat comes ``dram_latency`` cycles after its address; the read
+  channel (shared by fetch, load and compute) and the write channel each move one
+  ``cfg.axi_bytes`` beat per cycle. Transfers reserve the read channel in the order they are
+  issued (a fluid approximation of the AXI master's round-robin burst arbitration).
+* Fetch: ``ceil(16 / axi_bytes)`` beats per instruction, at most one dispatch per beat group;
+  it reads ahead as far as the command queues (``cfg.cmd_queue_depth``) and its receive FIFO
+  allow.
+* Load / store: a LOAD or STORE costs a fixed handshake overhead, one DRAM latency (requests
+  of the next instruction are not issued before the current one is done), one cycle per data
+  beat and one per padding element; a STORE also waits for its last write response.
+* Compute: one micro-op per cycle (two for a tensor-operand ALU micro-op when the ACC SRAM has
+  a single read port), no bubble between consecutive GEMM/ALU instructions; an instruction that
+  pushes a token first drains the pipeline; LOAD UOP/ACC and FINISH wait for an empty pipeline;
+  a micro-op load consumes one micro-op per cycle.
+
+Not modelled: the token queues' capacity (a push never blocks) and the random AXI stalls of the
+test DRAM model (``stall`` > 0 makes the RTL slower than the estimate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..hw.config import HwConfig, load_config
+from ..hw.isa import INSN_BYTES, AluInsn, GemmInsn, MemInsn, MemType, Opcode, decode_program
+
+__all__ = ["TimingError", "InsnTiming", "ModuleTiming", "TimingReport", "TimingModel",
+           "estimate_cycles", "DEFAULT_DRAM_LATENCY"]
+
+#: DRAM latency (cycles from a read address to its first data beat) assumed by default: the
+#: value the RTL simulation's DRAM model uses unless told otherwise (``sim/rtl.RtlJob``).
+DEFAULT_DRAM_LATENCY = 8
+
+_LOAD, _COMPUTE, _STORE = "load", "compute", "store"
+MODULES = (_LOAD, _COMPUTE, _STORE)
+
+
+class TimingError(ValueError):
+    """The program cannot be timed (bad argument, or it can never finish)."""
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """Cycle counts of the RTL's fixed overheads (see the module docstring)."""
+    #: From the start pulse to the first instruction sitting at a module's queue output,
+    #: excluding the DRAM latency.
+    fetch_first: int = 10
+    #: Receive FIFO of the fetch DMA port, in beats (``hw/top.READ_FIFO_DEPTH``).
+    fetch_fifo_beats: int = 128
+    #: Cycles from a dispatch into a command queue to the entry being visible to the module.
+    queue_latency: int = 2
+    #: Cycles after a module takes an entry before fetch sees the room in the queue.
+    queue_free: int = 1
+    #: From a loader's start to its first data beat being consumed (plus the DRAM latency).
+    dma_first: int = 6
+    #: From the last data beat consumed to the module's next instruction taken (load module).
+    load_tail: int = 3
+    #: Compute: from the last data of a LOAD UOP/ACC to the next instruction decoded.
+    cload_tail: int = 3
+    #: Store: from the POP cycle to the first write beat.
+    store_first: int = 6
+    #: Store: after the last write response to the next instruction taken.
+    store_tail: int = 3
+    #: Compute: cycles from the last micro-op issued to an empty pipeline.
+    drain: int = 9
+    #: Compute: from DECODE of a GEMM/ALU to its first micro-op issued.
+    issue_delay: int = 2
+
+
+CONSTANTS = _Constants()
+
+
+@dataclass
+class InsnTiming:
+    """When one instruction ran (cycle numbers from the start of the run)."""
+    index: int
+    module: str
+    kind: str
+    #: Dispatched by fetch into the module's command queue.
+    dispatch: int
+    #: Taken by the module (decode).
+    start: int
+    #: The module can take its next instruction (``end - start`` is the busy time).
+    end: int
+    #: Cycles spent waiting for dependency tokens.
+    token_stall: int = 0
+    #: Cycles spent waiting for DRAM (latency and channel contention).
+    dma_stall: int = 0
+    #: Micro-op issue cycles (GEMM/ALU) or data beats moved (LOAD/STORE).
+    work: int = 0
+
+
+@dataclass
+class ModuleTiming:
+    """Totals of one module: busy cycles and what it waited for."""
+    insns: int = 0
+    busy: int = 0
+    token_stall: int = 0
+    dma_stall: int = 0
+    work: int = 0
+
+
+@dataclass
+class TimingReport:
+    """The estimate for a whole program."""
+    cfg: HwConfig
+    cycles: int
+    dram_latency: int
+    insns: list = field(default_factory=list)
+    modules: dict = field(default_factory=dict)
+    #: Beats moved on the DRAM read and write channels.
+    read_beats: int = 0
+    write_beats: int = 0
+    gemm_uops: int = 0
+    alu_uops: int = 0
+
+    @property
+    def macs_per_cycle(self) -> float:
+        """Achieved GEMM throughput in multiply-accumulates per cycle."""
+        return self.gemm_uops * self.cfg.macs_per_cycle / max(1, self.cycles)
+
+    def summary(self) -> str:
+        """One line per module with busy and stall cycles."""
+        lines = [f"{self.cycles} cycles (estimated, DRAM latency {self.dram_latency}); "
+                 f"{self.gemm_uops} GEMM + {self.alu_uops} ALU micro-ops; "
+                 f"{self.read_beats} read / {self.write_beats} write beats"]
+        for name, m in self.modules.items():
+            lines.append(f"  {name:<8} {m.insns:>7} insns  busy {m.busy:>9}  "
+                         f"token stall {m.token_stall:>9}  dma stall {m.dma_stall:>9}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"cycles": self.cycles, "dram_latency": self.dram_latency,
+                "read_beats": self.read_beats, "write_beats": self.write_beats,
+                "gemm_uops": self.gemm_uops, "alu_uops": self.alu_uops,
+                "modules": {k: vars(v).copy() for k, v in self.modules.items()}}
+
+
+def _route(insn) -> str:
+    if insn.opcode is Opcode.LOAD:
+        return _LOAD if insn.memory_type in (MemType.INP, MemType.WGT) else _COMPUTE
+    if insn.opcode is Opcode.STORE:
+        return _STORE
+    return _COMPUTE
+
+
+def _kind(insn) -> str:
+    op = insn.opcode
+    if op in (Opcode.LOAD, Opcode.STORE):
+        return f"{op.name}.{insn.memory_type.name}"
+    if op is Opcode.ALU:
+        return f"ALU.{insn.alu_opcode.name}"
+    return op.name
+
+
+class TimingModel:
+    """The timing model of one configuration.
+
+    Parameters
+    ----------
+    cfg : HwConfig or str
+    dram_latency : int
+        Cycles from a DRAM read address to its first data beat (and from a write burst's
+        last beat to its response).
+    acc_read_ports : 1, 2 or None
+        ACC SRAM read ports of the compute module (``None``: what the RTL picks for ``cfg``).
+    """
+
+    def __init__(self, cfg=None, *, dram_latency: int = DEFAULT_DRAM_LATENCY,
+                 acc_read_ports: int | None = None, constants: _Constants = CONSTANTS):
+        self.cfg = cfg = load_config(cfg)
+        if isinstance(dram_latency, bool) or not isinstance(dram_latency, int) \
+                or not 0 <= dram_latency < 1 << 16:
+            raise TimingError(f"dram_latency must be an integer in [0, 65535], "
+                              f"not {dram_latency!r}")
+        if acc_read_ports is None:
+            from ..hw.compute import acc_read_ports_for
+            acc_read_ports = acc_read_ports_for(cfg)
+        if acc_read_ports not in (1, 2):
+            raise TimingError(f"acc_read_ports must be 1 or 2, not {acc_read_ports!r}")
+        self.dram_latency = dram_latency
+        self.acc_read_ports = acc_read_ports
+        self.k = constants
+        ab = cfg.axi_bytes
+        self._insn_beats = max(1, INSN_BYTES // ab)      # beats per instruction
+        self._insns_per_beat = max(1, ab // INSN_BYTES)
+        self._elem_bytes = {MemType.UOP: cfg.uop_elem_bytes, MemType.INP: cfg.inp_elem_bytes,
+                            MemType.WGT: cfg.wgt_elem_bytes, MemType.ACC: cfg.acc_elem_bytes,
+                            MemType.OUT: cfg.out_elem_bytes}
+
+    # --- per-instruction costs ----------------------------------------------------------------
+    def _tile_load(self, insn) -> tuple[int, int, int]:
+        """(data beats, consumer cycles before the first data, consumer cycles in all)."""
+        beats_per_elem = max(1, self._elem_bytes[insn.memory_type] // self.cfg.axi_bytes)
+        pads = (insn.x_pad_0, insn.x_pad_1, insn.y_pad_0, insn.y_pad_1)
+        if insn.memory_type is MemType.WGT:
+            pads = (0, 0, 0, 0)  # the RTL ignores (and reports) WGT padding
+        xp0, xp1, yp0, yp1 = pads
+        cols = xp0 + insn.x_size + xp1
+        data = insn.y_size * insn.x_size
+        total = (yp0 + insn.y_size + yp1) * cols
+        beats = data * beats_per_elem
+        return beats, yp0 * cols + xp0, beats + total - data
+
+    def _uop_load(self, insn) -> tuple[int, int, int]:
+        ab = self.cfg.axi_bytes
+        upb = ab // 4
+        beats = 0
+        for y in range(min(insn.y_size, 2)):  # rows differ only by their start offset
+            first = (insn.dram_base + y * insn.x_stride) % upb
+            beats += -(-(first + insn.x_size) // upb)
+        if insn.y_size > 2:
+            beats += (insn.y_size - 2) * (-(-(insn.x_size + upb - 1) // upb))
+        return beats, 0, insn.y_size * insn.x_size
+
+    def _uop_count(self, insn) -> int:
+        n = max(0, insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+        if isinstance(insn, AluInsn) and not insn.use_imm and self.acc_read_ports == 1:
+            return 2 * n
+        return n
+
+    # --- the run ------------------------------------------------------------------------------
+    def estimate(self, program) -> TimingReport:
+        """Estimate a program given as bytes or a list of decoded instructions."""
+        cfg, k, lat = self.cfg, self.k, self.dram_latency
+        if isinstance(program, (bytes, bytearray, memoryview)):
+            insns = decode_program(bytes(program), cfg)
+        else:
+            insns = list(program)
+        if not insns:
+            raise TimingError("the instruction stream is empty: a program must end with FINISH")
+        n = len(insns)
+        targets = [_route(i) for i in insns]
+        qpos = [0] * n
+        counts = dict.fromkeys(MODULES, 0)
+        per_module = {m: [] for m in MODULES}
+        for i, t in enumerate(targets):
+            qpos[i] = counts[t]
+            counts[t] += 1
+            per_module[t].append(i)
+
+        dispatch = [None] * n
+        take = {m: [] for m in MODULES}   # cycle each queue entry was taken, by position
+        records = [None] * n
+        # Token queues: push cycles (visible one cycle later) and how many were popped.
+        tokens = {q: [] for q in ("l2c", "c2l", "c2s", "s2c")}
+        popped = dict.fromkeys(tokens, 0)
+        chan = [0]  # first free cycle of the shared DRAM read channel
+        stats = {m: ModuleTiming() for m in MODULES}
+        read_beats = write_beats = gemm_uops = alu_uops = 0
+
+        def read_dma(t_go, beats, lead, span):
+            """A read transfer started at ``t_go``: returns (cycle its consumer is done,
+            DMA stall cycles). ``lead``: consumer cycles before its first data (top padding),
+            ``span``: consumer cycles in all."""
+            nonlocal read_beats
+            read_beats += beats
+            first = max(t_go + k.dma_first + lat, chan[0], t_go + lead)
+            chan[0] = first + beats
+            done = max(first + span - lead, chan[0])
+            return done, done - (t_go + span)
+
+        # Fetch state.
+        fetch = {"next": 0, "last": -1}
+        fetch_period = self._insn_beats if self._insns_per_beat == 1 else 1
+        qdepth = cfg.cmd_queue_depth
+        ahead = max(1, k.fetch_fifo_beats // self._insn_beats)
+
+        def run_fetch():
+            while fetch["next"] < n:
+                i = fetch["next"]
+                t = targets[i]
+                j = qpos[i]
+                earliest = max(fetch["last"] + fetch_period,
+                               k.fetch_first - k.queue_latency + lat + i * fetch_period)
+                if i >= ahead:
+                    earliest = max(earliest, dispatch[i - ahead] + lat + k.dma_first)
+                if j >= qdepth:
+                    if len(take[t]) <= j - qdepth:
+                        return  # the queue is full until the module takes an entry
+                    earliest = max(earliest, take[t][j - qdepth] + k.queue_free)
+                dispatch[i] = earliest
+                fetch["last"] = earliest
+                fetch["next"] = i + 1
+
+        # Module state.
+        pos = dict.fromkeys(MODULES, 0)
+        free = dict.fromkeys(MODULES, 0)
+        comp = {"lg_free": 0, "quiet": 0, "pending_take": 0}
+        finish_cycle = None
+
+        def token_ready(q, t):
+            """Cycle a token of queue ``q`` can be popped at or after ``t``; None if unknown."""
+            idx = popped[q]
+            if idx >= len(tokens[q]):
+                return None
+            return max(t, tokens[q][idx] + 1)
+
+        def pops_of(mod, insn):
+            if mod == _LOAD:
+                return ["c2l"] if insn.pop_next_dep else []
+            if mod == _STORE:
+                return ["c2s"] if insn.pop_prev_dep else []
+            return [q for q, f in (("l2c", insn.pop_prev_dep), ("s2c", insn.pop_next_dep)) if f]
+
+        def pushes_of(mod, insn):
+            if mod == _LOAD:
+                return ["l2c"] if insn.push_next_dep else []
+            if mod == _STORE:
+                return ["s2c"] if insn.push_prev_dep else []
+            return [q for q, f in (("c2l", insn.push_prev_dep), ("c2s", insn.push_next_dep))
+                    if f]
+
+        def candidate(mod):
+            """(earliest cycle the module's next instruction can be taken, ...) or None."""
+            p = pos[mod]
+            if p >= len(per_module[mod]):
+                return None
+            i = per_module[mod][p]
+            if dispatch[i] is None:
+                return None
+            t = max(free[mod], dispatch[i] + k.queue_latency)
+            for q in pops_of(mod, insns[i]):
+                if token_ready(q, 0) is None:
+                    return None
+            return t
+
+        def execute(mod):
+            nonlocal read_beats, write_beats, gemm_uops, alu_uops, finish_cycle
+            i = per_module[mod][pos[mod]]
+            insn = insns[i]
+            t_take = max(free[mod], dispatch[i] + k.queue_latency)
+            rec = InsnTiming(i, mod, _kind(insn), dispatch[i], t_take, t_take)
+            pops = pops_of(mod, insn)
+            pushes = pushes_of(mod, insn)
+            sync_only = isinstance(insn, MemInsn) and (insn.x_size == 0 or insn.y_size == 0)
+            if mod in (_LOAD, _STORE):
+                t_pop = t_take + 1
+                for q in pops:
+                    t_pop = token_ready(q, t_pop)
+                rec.token_stall += t_pop - (t_take + 1)
+                for q in pops:
+                    popped[q] += 1
+                if sync_only or (mod == _STORE and (insn.opcode is not Opcode.STORE
+                                                    or insn.memory_type is not MemType.OUT)):
+                    t_push = t_pop + 1
+                elif mod == _LOAD:
+                    beats, lead, span = self._tile_load(insn)
+                    done, stall = read_dma(t_pop, beats, lead, span)
+                    rec.dma_stall += stall
+                    rec.work = beats
+                    t_push = done + k.load_tail - 1
+                else:
+                    beats = insn.y_size * insn.x_size * max(
+                        1, cfg.out_elem_bytes // cfg.axi_bytes)
+                    write_beats += beats
+                    rec.work = beats
+                    t_push = t_pop + k.store_first + beats + lat + k.store_tail - 1
+                    rec.dma_stall += lat
+                for q in pushes:
+                    tokens[q].append(t_push)
+                rec.end = t_push + 1
+            else:
+                # --- compute ---------------------------------------------------------------
+                is_loop = isinstance(insn, (GemmInsn, AluInsn))
+                is_load = insn.opcode is Opcode.LOAD and not sync_only
+                d = t_take
+                if is_loop:
+                    d = max(d, comp["pending_take"])
+                if is_load or insn.opcode is Opcode.FINISH:
+                    d = max(d, comp["quiet"])
+                d_tok = d
+                for q in pops:
+                    d_tok = token_ready(q, d_tok)
+                rec.token_stall += d_tok - d
+                d = d_tok
+                rec.start = d
+                for q in pops:
+                    popped[q] += 1
+                if is_loop:
+                    u = self._uop_count(insn)
+                    issued = max(0, insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+                    if isinstance(insn, GemmInsn):
+                        gemm_uops += issued
+                    else:
+                        alu_uops += issued
+                    s = max(d + k.issue_delay, comp["lg_free"])
+                    e = s + u
+                    rec.work = u
+                    comp["lg_free"] = e
+                    comp["pending_take"] = max(d + 1, s - 1)
+                    comp["quiet"] = max(comp["quiet"], (e + k.drain) if u else s)
+                    if pushes:
+                        t_push = comp["quiet"] + 1
+                        rec.end = t_push + 1
+                    else:
+                        t_push = None
+                        rec.end = d + 1
+                elif is_load:
+                    if insn.memory_type is MemType.UOP:
+                        beats, lead, span = self._uop_load(insn)
+                    else:
+                        beats, lead, span = self._tile_load(insn)
+                    done, stall = read_dma(d, beats, lead, span)
+                    rec.dma_stall += stall
+                    rec.work = beats
+                    t_push = done + k.cload_tail - 2
+                    rec.end = t_push + 1
+                    comp["quiet"] = max(comp["quiet"], rec.end)
+                elif insn.opcode is Opcode.FINISH:
+                    finish_cycle = d
+                    t_push = d + 1
+                    rec.end = d + 1
+                else:  # sync-only LOAD, or an unknown instruction reported by the RTL
+                    if pushes:
+                        t_push = max(comp["quiet"], d + 1) + 1
+                        rec.end = t_push + 1
+                    else:
+                        t_push = None
+                        rec.end = d + 1
+                if pushes:
+                    for q in pushes:
+                        tokens[q].append(t_push)
+            free[mod] = rec.end
+            take[mod].append(rec.start if mod == _COMPUTE else t_take)
+            pos[mod] += 1
+            records[i] = rec
+            st = stats[mod]
+            st.insns += 1
+            st.busy += rec.end - rec.start
+            st.token_stall += rec.token_stall
+            st.dma_stall += rec.dma_stall
+            st.work += rec.work
+
+        while True:
+            run_fetch()
+            if finish_cycle is not None:
+                break
+            best = None
+            for mod in MODULES:
+                c = candidate(mod)
+                if c is not None and (best is None or c < best[0]):
+                    best = (c, mod)
+            if best is None:
+                stuck = [f"{m}: instruction {per_module[m][pos[m]]}" for m in MODULES
+                         if pos[m] < len(per_module[m])]
+                raise TimingError("the program can never finish (no FINISH reached, or a "
+                                  "token is popped that is never pushed); waiting: "
+                                  + (", ".join(stuck) or "nothing"))
+            execute(best[1])
+
+        return TimingReport(cfg, finish_cycle + 1, lat, [r for r in records if r], stats,
+                            read_beats, write_beats, gemm_uops, alu_uops)
+
+
+def estimate_cycles(cfg, program, *, dram_latency: int = DEFAULT_DRAM_LATENCY,
+                    acc_read_ports: int | None = None) -> TimingReport:
+    """Estimate the RTL cycles of ``program`` (bytes or decoded instructions) on ``cfg``.
+
+    Returns a :class:`TimingReport`: total cycles, one :class:`InsnTiming` per instruction
+    executed up to FINISH, and per-module busy/stall totals.
+    """
+    return TimingModel(cfg, dram_latency=dram_latency,
+                       acc_read_ports=acc_read_ports).estimate(program)
