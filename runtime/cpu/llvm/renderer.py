@@ -212,18 +212,27 @@ class MathLib:
         b = self.b
         return b.fdiv(f32(1.0), b.fadd(f32(1.0), self.exp(b.fsub(f32(0.0), x))))
 
+    #: tanh(x) ~ x P(u) / Q(u), u = (x / TANH_CLAMP)^2, |x| <= TANH_CLAMP (where float32
+    #: tanh rounds to +-1): a (6, 3) rational fitted to tanh by iteratively reweighted least
+    #: squares for this project (1.7e-8 relative error in float64, ~4e-7 evaluated in float32).
+    TANH_CLAMP = 7.90531110763549805
+    TANH_P = (0.9999999832795101, 8.114602765063188, 11.684383432914428, 2.4251028009129922,
+              -0.22720433410046026, 0.022947546449815573)
+    TANH_Q = (1.0, 28.94590767323823, 93.93422434169048, 58.09884954058883)
+
     def tanh(self, x):
-        """tanh: an odd polynomial near 0 (no cancellation), 1 - 2/(e^2x + 1) elsewhere."""
+        """tanh as one rational function (about 14 vector operations and one division)."""
         b = self.b
-        ax = self.abs(x)
-        z = b.fmul(x, x)
-        small = self.poly(z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
-                              1.33314422036e-1, -3.33332819422e-1])
-        small = self.fma(b.fmul(small, z), x, x)
-        e = self.exp(b.fmul(self.min(ax, f32(44.0)), f32(2.0)))
-        big = b.fsub(f32(1.0), b.fdiv(f32(2.0), b.fadd(e, f32(1.0))))
-        big = self.kb.call("llvm.copysign.f32", big, x)
-        y = b.select(b.fcmp_ordered("<", ax, f32(0.625)), small, big)
+        c = self.TANH_CLAMP
+        xc = self.min(self.max(x, f32(-c)), f32(c))
+        t = b.fmul(xc, f32(1.0 / c))
+        u = b.fmul(t, t)
+        p = self.poly(u, self.TANH_P[::-1])
+        q = self.poly(u, self.TANH_Q[::-1])
+        y = b.fdiv(b.fmul(xc, p), q)
+        # Beyond the clamp float32 tanh is exactly +-1 (the fit ends a few ulp short of it).
+        y = b.select(b.fcmp_ordered(">=", self.abs(x), f32(c)),
+                     self.kb.call("llvm.copysign.f32", f32(1.0), x), y)
         return b.select(b.fcmp_unordered("uno", x, x), x, y)
 
     def erf(self, x):
