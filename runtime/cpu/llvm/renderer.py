@@ -235,26 +235,25 @@ class MathLib:
                      self.kb.call("llvm.copysign.f32", f32(1.0), x), y)
         return b.select(b.fcmp_unordered("uno", x, x), x, y)
 
+    #: erf(x) ~ x P(u) / Q(u), u = (x / ERF_CLAMP)^2, fitted like tanh (5e-8 relative in
+    #: float64, ~4e-7 in float32); beyond ERF_CLAMP float32 erf is exactly +-1.
+    ERF_CLAMP = 3.92
+    ERF_P = (1.1283791090565132, 3.071764430528564, 11.940952163238853, 13.427553543230077,
+             7.907897092070602, -1.6773994027117871, 0.2623315076103147)
+    ERF_Q = (1.0, 7.8443879196875965, 27.151872940911534, 52.07216193308275,
+             53.292569543425934)
+
     def erf(self, x):
-        """erf: its Taylor series for |x| < 1, Numerical Recipes' erfc fit beyond."""
+        """erf as one rational function (about 17 vector operations and one division)."""
         b = self.b
-        ax = self.abs(x)
-        z = b.fmul(x, x)
-        # sum_n (-1)^n x^(2n+1) / (n! (2n+1)) * 2/sqrt(pi), as a polynomial in z
-        coeffs = []
-        fact = 1.0
-        for n in range(12):
-            if n:
-                fact *= n
-            coeffs.append((-1) ** n / (fact * (2 * n + 1)) * 1.1283791670955126)
-        small = b.fmul(self.poly(z, coeffs[::-1]), x)
-        t = b.fdiv(f32(1.0), self.fma(f32(0.5), ax, f32(1.0)))
-        q = self.poly(t, [0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
-                          -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223])
-        arg = b.fsub(q, b.fmul(ax, ax))
-        erfc = b.fmul(t, self.exp(arg))
-        big = self.kb.call("llvm.copysign.f32", b.fsub(f32(1.0), erfc), x)
-        return b.select(b.fcmp_ordered("<", ax, f32(1.0)), small, big)
+        c = self.ERF_CLAMP
+        xc = self.min(self.max(x, f32(-c)), f32(c))
+        t = b.fmul(xc, f32(1.0 / c))
+        u = b.fmul(t, t)
+        y = b.fdiv(b.fmul(xc, self.poly(u, self.ERF_P[::-1])), self.poly(u, self.ERF_Q[::-1]))
+        y = b.select(b.fcmp_ordered(">=", self.abs(x), f32(c)),
+                     self.kb.call("llvm.copysign.f32", f32(1.0), x), y)
+        return b.select(b.fcmp_unordered("uno", x, x), x, y)
 
 
 def collapse(shape, strides_list):
