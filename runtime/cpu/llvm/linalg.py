@@ -159,7 +159,7 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
                         b.add(kc, i64(_KC)), i64(K))
         first = b.icmp_signed("==", kblk, i64(0))
         for_items(lambda rows, bases, jlo, jhi: micro(rows, kc, kend, first, bases, jlo, jhi))
-    return kb.finish(batch * n_jb * n_groups, _MR * min(Np, _NC) * K)
+    return kb.finish(batch * n_jb * n_groups, min(M, _MR) * min(Np, _NC) * K)
 
 
 def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation,
