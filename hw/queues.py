@@ -67,7 +67,8 @@ class TokenQueue(wiring.Component):
     """
 
     def __init__(self, depth: int):
-        if not isinstance(depth, int) or depth < 1:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            self._MustUse__silence = True  # never elaborated: no "unused" warning
             raise ValueError(f"token queue depth must be a positive integer, not {depth!r}")
         self._depth = depth
         super().__init__({"w": In(TokenPushSignature()), "r": In(TokenPopSignature()),

@@ -35,7 +35,6 @@ def test_token_queue_matches_model(depth):
     sim.run()
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_token_queue_rejects_bad_depth():
     with pytest.raises(ValueError, match="depth must be a positive integer, not 0"):
         TokenQueue(0)
