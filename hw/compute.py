@@ -32,7 +32,7 @@ the results it announces are in SRAM. Token-only instructions that just pop do n
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, Mux, Cat, signed, unsigned
+from amaranth import Module, Signal, Mux, Cat, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
