@@ -46,7 +46,11 @@ def run_raw(insn: bytes, dram: bytes, *, dram_base: int = 0, target: str = "fsim
     if target == "fsim":
         mem = Dram(base=dram_base, data=dram)
         counters = FunctionalSimulator(cfg, mem).run(insn)
-        return mem.tobytes(), {"counters": counters}
+        # The timing model's estimate of the RTL's cycles (DRAM latency: the RTL default).
+        from .timing import estimate_cycles
+        timing = estimate_cycles(cfg, insn)
+        return mem.tobytes(), {"counters": counters, "cycles": timing.cycles,
+                               "cycles_estimated": True, "timing": timing}
     if target == "rtl":
         from .rtl import run_rtl_raw  # imported lazily: needs cocotb and a simulator
         return run_rtl_raw(cfg, insn, dram, dram_base=dram_base, simulator=simulator)
@@ -65,5 +69,8 @@ def _run(args):
     tmp.write_bytes(image)
     tmp.replace(out)  # never leave a half-written image behind
     counters = info["counters"]
-    cycles = f"; {info['cycles']} cycles" if "cycles" in info else ""
+    cycles = ""
+    if "cycles" in info:
+        est = " (estimated)" if info.get("cycles_estimated") else ""
+        cycles = f"; {info['cycles']} cycles{est}"
     print(f"{args.target}: {counters.summary()}{cycles}; {elapsed:.3f} s")

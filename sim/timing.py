@@ -100,11 +100,18 @@ class InsnTiming:
     dma_stall: int = 0
     #: Micro-op issue cycles (GEMM/ALU) or data beats moved (LOAD/STORE).
     work: int = 0
+    #: Cycle the instruction's work is complete (its last micro-op written to the ACC, its
+    #: last beat in SRAM or DRAM); for a GEMM/ALU that pushes no token this is after ``end``.
+    done: int = 0
 
 
 @dataclass
 class ModuleTiming:
-    """Totals of one module: busy cycles and what it waited for."""
+    """Totals of one module: busy cycles and what it waited for.
+
+    ``busy`` counts what the RTL's ``<module>_busy`` counter counts: cycles with an
+    instruction taken or waiting at the head of the module's queue (and, for compute, cycles
+    with micro-ops still in the pipeline), stalls included."""
     insns: int = 0
     busy: int = 0
     token_stall: int = 0
@@ -146,6 +153,85 @@ class TimingReport:
                 "read_beats": self.read_beats, "write_beats": self.write_beats,
                 "gemm_uops": self.gemm_uops, "alu_uops": self.alu_uops,
                 "modules": {k: vars(v).copy() for k, v in self.modules.items()}}
+
+
+class _Channel:
+    """A DRAM channel that moves one beat per cycle, shared fairly by concurrent transfers.
+
+    The AXI master grants the ports round-robin, a burst at a time, so transfers that overlap
+    in time share the channel about equally. This fluid model keeps the channel's future as
+    disjoint segments ``[start, end)`` each shared by ``k`` transfers: a new transfer gets
+    every free cycle and ``1 / (k + 1)`` of a shared one. The transfers already reserved keep
+    their completion times (they were committed before this one was known, as modules are
+    simulated ahead of each other up to their next dependency), but the service they lose is
+    appended as busy time after the new transfer, so the channel's total work is conserved.
+    """
+
+    def __init__(self):
+        self.segs = []  # sorted, disjoint [start, end, sharers]
+
+    def prune(self, horizon: float):
+        """Forget segments that end before ``horizon`` (no transfer starts before it)."""
+        i = 0
+        while i < len(self.segs) and self.segs[i][1] <= horizon:
+            i += 1
+        if i:
+            del self.segs[:i]
+
+    def reserve(self, t: float, beats: int) -> tuple[int, int]:
+        """Transfer ``beats`` from cycle ``t``: returns (first beat cycle, end of the last)."""
+        if beats <= 0:
+            return int(t), int(t)
+        segs = self.segs
+        out, i, cur, left = [], 0, float(t), float(beats)
+        while i < len(segs) and segs[i][1] <= cur:
+            out.append(segs[i])
+            i += 1
+        first = None
+        stolen = 0.0
+        while left > 1e-9:
+            if i < len(segs) and segs[i][0] <= cur:
+                s, e, k = segs[i]
+                if s < cur:  # split: the part before cur is untouched
+                    out.append([s, cur, k])
+                cap = (e - cur) / (k + 1)
+                if first is None:
+                    first = cur
+                if left <= cap:
+                    end = cur + left * (k + 1)
+                    out.append([cur, end, k + 1])
+                    stolen += left
+                    segs[i] = [end, e, k]
+                    cur, left = end, 0.0
+                else:
+                    out.append([cur, e, k + 1])
+                    stolen += cap
+                    left -= cap
+                    cur = e
+                    i += 1
+            else:
+                gap_end = segs[i][0] if i < len(segs) else float("inf")
+                if first is None:
+                    first = cur
+                take = min(left, gap_end - cur)
+                out.append([cur, cur + take, 1])
+                cur += take
+                left -= take
+        finish = cur
+        rest = segs[i:]
+        # The incumbents' lost service continues after this transfer, in free cycles.
+        merged = []
+        for seg in rest:
+            if stolen > 1e-9 and seg[0] > cur:
+                take = min(stolen, seg[0] - cur)
+                merged.append([cur, cur + take, 1])
+                stolen -= take
+            merged.append(seg)
+            cur = max(cur, seg[1])
+        if stolen > 1e-9:
+            merged.append([cur, cur + stolen, 1])
+        self.segs = [seg for seg in out + merged if seg[1] - seg[0] > 1e-9]
+        return int(first), int(-(-finish // 1))
 
 
 def _route(insn) -> str:
@@ -232,16 +318,41 @@ class TimingModel:
         return n
 
     # --- the run ------------------------------------------------------------------------------
+    #: Passes of the channel-sharing refinement (see :meth:`estimate`).
+    PASSES = 4
+
     def estimate(self, program) -> TimingReport:
-        """Estimate a program given as bytes or a list of decoded instructions."""
-        cfg, k, lat = self.cfg, self.k, self.dram_latency
+        """Estimate a program given as bytes or a list of decoded instructions.
+
+        The first pass shares the DRAM read channel with :class:`_Channel` (transfers
+        committed in simulation order). Later passes replay the program with each transfer's
+        sharing delay taken from an exact processor-sharing schedule of the previous pass's
+        transfers (:func:`_share_delays`), until the estimate settles.
+        """
+        cfg = self.cfg
         if isinstance(program, (bytes, bytearray, memoryview)):
             insns = decode_program(bytes(program), cfg)
         else:
             insns = list(program)
         if not insns:
             raise TimingError("the instruction stream is empty: a program must end with FINISH")
+        report, transfers = self._pass(insns, None)
+        for _ in range(self.PASSES - 1):
+            if len(transfers) < 2:
+                break
+            delays = _share_delays(transfers)
+            new, transfers = self._pass(insns, delays)
+            settled = abs(new.cycles - report.cycles) <= max(1, report.cycles // 2000)
+            report = new
+            if settled:
+                break
+        return report
+
+    def _pass(self, insns, delays):
+        """One run of the event model: (report, read transfers as (index, arrival, beats))."""
+        cfg, k, lat = self.cfg, self.k, self.dram_latency
         n = len(insns)
+        transfers = []
         targets = [_route(i) for i in insns]
         qpos = [0] * n
         counts = dict.fromkeys(MODULES, 0)
@@ -257,19 +368,25 @@ class TimingModel:
         # Token queues: push cycles (visible one cycle later) and how many were popped.
         tokens = {q: [] for q in ("l2c", "c2l", "c2s", "s2c")}
         popped = dict.fromkeys(tokens, 0)
-        chan = [0]  # first free cycle of the shared DRAM read channel
+        chan = _Channel()  # the shared DRAM read channel
         stats = {m: ModuleTiming() for m in MODULES}
         read_beats = write_beats = gemm_uops = alu_uops = 0
 
-        def read_dma(t_go, beats, lead, span):
-            """A read transfer started at ``t_go``: returns (cycle its consumer is done,
-            DMA stall cycles). ``lead``: consumer cycles before its first data (top padding),
-            ``span``: consumer cycles in all."""
+        def read_dma(idx, t_go, beats, lead, span):
+            """Instruction ``idx``'s read transfer, started at ``t_go``: returns (cycle its
+            consumer is done, DMA stall cycles). ``lead``: consumer cycles before its first
+            data (top padding), ``span``: consumer cycles in all."""
             nonlocal read_beats
             read_beats += beats
-            first = max(t_go + k.dma_first + lat, chan[0], t_go + lead)
-            chan[0] = first + beats
-            done = max(first + span - lead, chan[0])
+            arrival = max(t_go + k.dma_first + lat, t_go + lead)
+            if beats:
+                transfers.append((idx, arrival, beats))
+            if delays is None:
+                chan.prune(min(free.values()))
+                first, last = chan.reserve(arrival, beats)
+            else:
+                first, last = arrival, arrival + beats + delays.get(idx, 0)
+            done = max(first + span - lead, last)
             return done, done - (t_go + span)
 
         # Fetch state.
@@ -298,6 +415,7 @@ class TimingModel:
         # Module state.
         pos = dict.fromkeys(MODULES, 0)
         free = dict.fromkeys(MODULES, 0)
+        covered = dict.fromkeys(MODULES, 0)  # busy cycles counted up to here
         comp = {"lg_free": 0, "quiet": 0, "pending_take": 0}
         finish_cycle = None
 
@@ -331,9 +449,17 @@ class TimingModel:
             i = per_module[mod][p]
             if dispatch[i] is None:
                 return None
+            insn = insns[i]
             t = max(free[mod], dispatch[i] + k.queue_latency)
-            for q in pops_of(mod, insns[i]):
-                if token_ready(q, 0) is None:
+            if mod == _COMPUTE:
+                if isinstance(insn, (GemmInsn, AluInsn)):
+                    t = max(t, comp["pending_take"])
+                elif insn.opcode is Opcode.FINISH or (
+                        insn.opcode is Opcode.LOAD and insn.x_size and insn.y_size):
+                    t = max(t, comp["quiet"])
+            for q in pops_of(mod, insn):
+                t = token_ready(q, t)
+                if t is None:
                     return None
             return t
 
@@ -358,7 +484,7 @@ class TimingModel:
                     t_push = t_pop + 1
                 elif mod == _LOAD:
                     beats, lead, span = self._tile_load(insn)
-                    done, stall = read_dma(t_pop, beats, lead, span)
+                    done, stall = read_dma(i, t_pop, beats, lead, span)
                     rec.dma_stall += stall
                     rec.work = beats
                     t_push = done + k.load_tail - 1
@@ -402,6 +528,7 @@ class TimingModel:
                     comp["lg_free"] = e
                     comp["pending_take"] = max(d + 1, s - 1)
                     comp["quiet"] = max(comp["quiet"], (e + k.drain) if u else s)
+                    rec.done = e + k.drain - 1 if u else s
                     if pushes:
                         t_push = comp["quiet"] + 1
                         rec.end = t_push + 1
@@ -413,7 +540,7 @@ class TimingModel:
                         beats, lead, span = self._uop_load(insn)
                     else:
                         beats, lead, span = self._tile_load(insn)
-                    done, stall = read_dma(d, beats, lead, span)
+                    done, stall = read_dma(i, d, beats, lead, span)
                     rec.dma_stall += stall
                     rec.work = beats
                     t_push = done + k.cload_tail - 2
@@ -433,13 +560,17 @@ class TimingModel:
                 if pushes:
                     for q in pushes:
                         tokens[q].append(t_push)
+            rec.done = max(rec.done, rec.end)
             free[mod] = rec.end
+            busy_to = max(rec.end, comp["quiet"]) if mod == _COMPUTE else rec.end
+            lo = max(t_take, covered[mod])
+            covered[mod] = max(covered[mod], busy_to)
             take[mod].append(rec.start if mod == _COMPUTE else t_take)
             pos[mod] += 1
             records[i] = rec
             st = stats[mod]
             st.insns += 1
-            st.busy += rec.end - rec.start
+            st.busy += max(0, busy_to - lo)
             st.token_stall += rec.token_stall
             st.dma_stall += rec.dma_stall
             st.work += rec.work
@@ -461,8 +592,44 @@ class TimingModel:
                                   + (", ".join(stuck) or "nothing"))
             execute(best[1])
 
-        return TimingReport(cfg, finish_cycle + 1, lat, [r for r in records if r], stats,
-                            read_beats, write_beats, gemm_uops, alu_uops)
+        report = TimingReport(cfg, finish_cycle + 1, lat, [r for r in records if r], stats,
+                              read_beats, write_beats, gemm_uops, alu_uops)
+        return report, transfers
+
+
+def _share_delays(transfers) -> dict:
+    """Processor sharing of one beat per cycle among the transfers present at each moment
+    (the AXI master's round-robin over ports, in the fluid limit).
+
+    ``transfers``: ``(key, arrival, beats)``. Returns ``{key: completion - arrival - beats}``,
+    the cycles each transfer lost to the others (0 when it had the channel to itself).
+    """
+    order = sorted(transfers, key=lambda tr: tr[1])
+    delays = {}
+    active = {}  # key -> [remaining beats, arrival, beats]
+    now = 0.0
+    i = 0
+    while i < len(order) or active:
+        if not active:
+            now = max(now, order[i][1])
+        # Next event: an arrival, or the smallest transfer finishing at the shared rate.
+        share = len(active)
+        t_fin = now + min(r[0] for r in active.values()) * share if active else float("inf")
+        t_arr = order[i][1] if i < len(order) else float("inf")
+        t_next = min(t_fin, t_arr)
+        if active:
+            served = (t_next - now) / share
+            for r in active.values():
+                r[0] -= served
+        now = t_next
+        for key in [key for key, r in active.items() if r[0] <= 1e-9]:
+            _, arrival, beats = active.pop(key)
+            delays[key] = max(0, int(round(now - arrival - beats)))
+        while i < len(order) and order[i][1] <= now:
+            key, arrival, beats = order[i]
+            active[key] = [float(beats), arrival, beats]
+            i += 1
+    return delays
 
 
 def estimate_cycles(cfg, program, *, dram_latency: int = DEFAULT_DRAM_LATENCY,
