@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .program import Program
-from .renderer import render_elementwise
+from .renderer import collapse, render_copy_runs, render_elementwise
 
 __all__ = ["NodePlan", "F", "COPY_TYPES"]
 
@@ -54,6 +54,20 @@ def _arr(a):
 
 def _copy_plan(out, parts):
     """``parts``: list of (input index, out view offset, out strides, shape, in offset, in strides)."""
+    parts = [p for p in parts if int(np.prod(p[3], dtype=np.int64)) > 0]
+    runs = []
+    for idx, ooff, ostr, shape, ioff, istr in parts:
+        cshape, (co, ci) = collapse(tuple(shape), [tuple(ostr), tuple(istr)])
+        if len(cshape) == 1 and co == (1,) and ci == (1,):
+            runs.append((idx, ooff, ioff, cshape[0]))
+    if len(parts) > 1 and len(runs) == len(parts):
+        # Every part is one contiguous run (Concat/Split on the outermost axes): one call.
+        prog = Program(render_copy_runs([(o, i, n) for _, o, i, n in runs], out.dtype))
+        order = [idx for idx, _, _, _ in runs]
+
+        def runs_step(ins):
+            prog(out.reshape(-1), *[_arr(ins[k]) for k in order])
+        return NodePlan([out], [runs_step], 1)
     progs = []
     for idx, ooff, ostr, shape, ioff, istr in parts:
         if int(np.prod(shape, dtype=np.int64)) == 0:

@@ -20,7 +20,7 @@ import numpy as np
 import llvmlite.ir as ir
 
 __all__ = ["Kernel", "KernelBuilder", "MathLib", "collapse", "render_elementwise",
-           "render_rows", "render_softmax_axis", "F32", "I64", "LLVM_TYPES"]
+           "render_rows", "render_softmax_axis", "render_copy_runs", "F32", "I64", "LLVM_TYPES"]
 
 F32 = ir.FloatType()
 F64 = ir.DoubleType()
@@ -431,6 +431,21 @@ def render_softmax_axis(kind: str, outer: int, length: int, inner: int) -> Kerne
                 else:
                     kb.store(b.fsub(kb.load(x, pos), t), out, pos)
     return kb.finish(outer, length * inner * 12)
+
+
+def render_copy_runs(runs, dtype) -> Kernel:
+    """Several contiguous runs copied in one call (Concat/Split parts): argument 0 is the
+    output, argument ``k + 1`` the source of run ``k``; ``runs`` = (out offset, source offset,
+    count) in elements. One kernel call instead of one per part; no parallel split."""
+    kb = KernelBuilder(1 + len(runs))
+    b = kb.b
+    ty = LLVM_TYPES[np.dtype(dtype)][0]
+    memcpy = kb.intrinsic("llvm.memcpy.p0.p0.i64", VOID, [PTR, PTR, I64, I1])
+    with kb.if_(b.icmp_signed("<", kb.lo, kb.hi)):
+        for k, (ooff, ioff, count) in enumerate(runs):
+            b.call(memcpy, [kb.gep(kb.ptrs[0], i64(ooff), ty), kb.gep(kb.ptrs[k + 1], i64(ioff), ty),
+                            i64(count * np.dtype(dtype).itemsize), ir.Constant(I1, 0)])
+    return kb.finish(1, sum(c for _, _, c in runs))
 
 
 def render_rows(kind: str, rows: int, length: int, eps: float = 0.0) -> Kernel:
