@@ -146,7 +146,7 @@ def test_padded_inp_load():
 
 
 def test_padded_acc_load_and_unaligned_uops():
-    """ACC padding; micro-ops loaded from odd indices in two strided rows."""
+    """ACC padding; micro-ops loaded from odd indices in two strided rows; strided STORE."""
     cfg = TINY
     b = _builder()
     rng = np.random.default_rng(4)
@@ -156,7 +156,9 @@ def test_padded_acc_load_and_unaligned_uops():
     n = rows * cols
     acc = rng.integers(-1000, 1000, size=(y * x + 3, lanes), dtype=np.int32)
     acc_addr = b.put(MemType.ACC, acc)
-    out_addr = b.reserve(MemType.OUT, n)
+    out_addr = b.reserve(MemType.OUT, rows * (cols + 2))
+    b.dram.write(out_addr * cfg.out_elem_bytes,
+                 rng.integers(0, 256, rows * (cols + 2) * cfg.out_elem_bytes, dtype=np.uint8))
     # Kernel words 1..3 and 6..8 (two rows of 3, stride 5) hold the uops for elements 0..5;
     # the rest are decoys that must not be loaded.
     uops = [(e, 0, 0) for e in range(n)]
@@ -167,7 +169,8 @@ def test_padded_acc_load_and_unaligned_uops():
     b.load(MemType.UOP, 6, rest.dram_elem, 1, len(uops) - 6)
     b.load(MemType.ACC, 0, acc_addr + 1, y, x, x + 1, pad=pad)
     b.alu(AluOp.ADD, (0, n), imm=5, push_next_dep=True)
-    b.store(0, out_addr, 1, n, pop_prev_dep=True, push_prev_dep=True)
+    # A strided STORE: the gaps between rows keep their random bytes (checked against fsim).
+    b.store(0, out_addr, rows, cols, cols + 2, pop_prev_dep=True, push_prev_dep=True)
     b.finish(pop_next_dep=True)
     run_both(b)
 
