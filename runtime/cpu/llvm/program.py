@@ -80,6 +80,9 @@ class Program:
                                  ctypes.c_int64, ctypes.c_int64)
         self._fn = proto(addr)
         self.threads = num_threads()
+        # Decided once: small kernels run on the calling thread (see _PARALLEL_MIN_WORK).
+        self._serial = (min(self.threads, kernel.extent) <= 1
+                        or kernel.extent * kernel.work_per_item < _PARALLEL_MIN_WORK)
 
     def __call__(self, *arrays: np.ndarray) -> None:
         k = self.kernel
@@ -87,10 +90,10 @@ class Program:
             raise ValueError(f"kernel takes {k.n_ptrs} buffers, not {len(arrays)}")
         ptrs = [_address(a) for a in arrays]
         extent = k.extent
-        nt = min(self.threads, extent)
-        if nt <= 1 or extent * k.work_per_item < _PARALLEL_MIN_WORK:
+        if self._serial:
             self._fn(*ptrs, 0, extent)
             return
+        nt = min(self.threads, extent)
         bounds = [extent * t // nt for t in range(nt + 1)]
         futures = [_pool().submit(self._fn, *ptrs, bounds[t], bounds[t + 1])
                    for t in range(1, nt)]
