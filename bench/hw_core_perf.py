@@ -61,6 +61,7 @@ def gemm_chain(cfg, n_insns, uops, iter_out, iter_in):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("preset", nargs="?", default="tiny")
+    p.add_argument("--rows", type=int, default=64, help="M of the tiled GEMM, in BATCH rows")
     args = p.parse_args(argv)
     cfg = load_config(args.preset)
     print(f"RTL core {cfg.fingerprint}, Amaranth simulator")
@@ -68,7 +69,7 @@ def main(argv=None):
     cases = [("large GEMM (1 insn, 16x8x4 uops)", gemm_chain(cfg, 1, 16, 8, 4), "window"),
              ("GEMM chain (16 insns of 8x2x2)", gemm_chain(cfg, 16, 8, 2, 2), "window")]
     rng = np.random.default_rng(1)
-    m, k, n = 64 * cfg.batch, 8 * cfg.block_in, 4 * cfg.block_out
+    m, k, n = args.rows * cfg.batch, 8 * cfg.block_in, 4 * cfg.block_out
     a = rng.integers(-128, 128, size=(m, k), dtype=np.int8)
     w = rng.integers(-128, 128, size=(n, k), dtype=np.int8)
     gp = gemm_program(cfg, a, w, shift=8, threads=2)
