@@ -4,14 +4,16 @@ Per instruction (``insn_cycles``):
 
 * LOAD / STORE: a fixed DRAM latency per instruction, a small per-row overhead, one cycle per
   AXI beat of data (``bytes / axi_bytes``) and one cycle per padded element written;
-* GEMM / ALU: one micro-op per cycle (``iter_out * iter_in * (uop_end - uop_bgn)``) plus a
-  pipeline fill overhead;
+* GEMM / ALU: one micro-op per cycle (``iter_out * iter_in * (uop_end - uop_bgn)``), two for
+  a tensor-operand ALU micro-op when the configuration's ACC SRAM has one read port (the RTL's
+  choice on small parts, ``hw/compute.acc_read_ports_for``), plus a pipeline fill overhead;
 * token-only instructions and FINISH: one cycle.
 
 :func:`simulate` runs an instruction stream through a model of the decoupled load / compute /
 store modules (in-order fetch into bounded command queues, the four token queues), so the
-overlap that the two virtual threads buy is part of the estimate. If a calibrated timing model
-``pyvta.sim.timing`` exists it is used instead of these constants (see :func:`insn_cycles`).
+overlap that the two virtual threads buy is part of the estimate. The lowering reports
+``est_cycles`` from the RTL-calibrated ``pyvta.sim.timing`` when it is importable and uses this
+module's simpler model only as a fallback and to compare tilings.
 
 :func:`conv_tile_cost` is the closed-form estimate used to compare tilings of one convolution.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from ..hw.isa import MemType, Opcode
 
 __all__ = ["DRAM_LATENCY", "ROW_OVERHEAD", "PIPE_OVERHEAD", "FETCH_CYCLES", "insn_cycles",
+           "alu_tensor_cycles",
            "simulate", "Timing", "conv_tile_cost", "compute_bound"]
 
 #: Cycles from a DMA request to its first data beat (and store acknowledge).
@@ -58,8 +61,20 @@ def insn_cycles(cfg, insn) -> int:
             pads = rows * cols - insn.x_size * insn.y_size
         return DRAM_LATENCY + ROW_OVERHEAD * insn.y_size + math.ceil(data / cfg.axi_bytes) + pads
     if op in (Opcode.GEMM, Opcode.ALU):
-        return PIPE_OVERHEAD + insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+        per_uop = alu_tensor_cycles(cfg) if op is Opcode.ALU and not insn.use_imm \
+            and not insn.reset_reg else 1
+        return PIPE_OVERHEAD + per_uop * insn.iter_out * insn.iter_in * \
+            (insn.uop_end - insn.uop_bgn)
     return 1
+
+
+def alu_tensor_cycles(cfg) -> int:
+    """Cycles per tensor-operand ALU micro-op: 1 with two ACC read ports, else 2."""
+    try:
+        from ..hw.compute import acc_read_ports_for
+    except ImportError:
+        return 1
+    return 1 if acc_read_ports_for(cfg) >= 2 else 2
 
 
 def _module(insn) -> str:
@@ -90,7 +105,7 @@ def simulate(cfg, insns, cycles=None) -> Timing:
 
     ``cycles(cfg, insn)`` overrides :func:`insn_cycles`.
     """
-    cycles = cycles or _default_cycles()
+    cycles = cycles or insn_cycles
     n = len(insns)
     mods = [_module(i) for i in insns]
     cost = [cycles(cfg, i) for i in insns]
@@ -139,18 +154,6 @@ def simulate(cfg, insns, cycles=None) -> Timing:
         if not progress:
             raise RuntimeError(f"cost model: the program deadlocks at instruction {pc}")
     return Timing(max(end) if end else 0, end, busy)
-
-
-def _default_cycles():
-    """The calibrated per-instruction model of ``pyvta.sim.timing`` if present, else ours."""
-    try:
-        from ..sim import timing  # provided by the RTL calibration work, when it exists
-        fn = getattr(timing, "insn_cycles", None)
-        if callable(fn):
-            return fn
-    except ImportError:
-        pass
-    return insn_cycles
 
 
 def compute_bound(cfg, macs: int) -> float:

@@ -342,7 +342,9 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     clipped = np.zeros(cfg.acc_depth, bool)      # holds this operator's clipped outputs
 
     if plan is None:
-        plan = plan_conv(cfg, g, cb0, ncb, len(vectors), len(passes), name,
+        from ..cost import alu_tensor_cycles
+        alu_cycles = sum(alu_tensor_cycles(cfg) if v is not None else 1 for _, _, v in passes)
+        plan = plan_conv(cfg, g, cb0, ncb, len(vectors), alu_cycles, name,
                          acc_half if resident else None)
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
     tkh = plan.tkh or g.kh

@@ -168,17 +168,33 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
     node_ranges[-1][2] = len(em.insns)
     est, prev = {op.name: 0 for op in ops}, 0
     if estimate:
-        timing = simulate(cfg, em.insns)
+        total, ends, model = _timing(cfg, em.insns)
         for name, b, e in node_ranges:
-            t = max(timing.end[b:e]) if e > b else prev
+            t = max(ends[b:e]) if e > b else prev
             est[name] = est.get(name, 0) + max(0, t - prev)
             prev = max(prev, t)
-        info["__total__"] = {"cycles": timing.total, "busy": timing.busy,
-                             "insns": len(em.insns)}
+        info["__total__"] = {"cycles": total, "insns": len(em.insns), "model": model}
     return AccelProgram(cfg.fingerprint, encode_program(em.insns, cfg), em.region.size,
                         list(em.region.segments), [place[n] for n in inputs],
                         [place[n] for n in outputs], ops,
                         [tuple(r) for r in node_ranges], est, info)
+
+
+def _timing(cfg, insns):
+    """Total cycles and per-instruction completion times: the RTL-calibrated timing model
+    (``pyvta.sim.timing``) when it is available, else ``compiler/cost.simulate``."""
+    try:
+        from ...sim.timing import estimate_cycles
+    except ImportError:
+        estimate_cycles = None
+    if estimate_cycles is not None:
+        rep = estimate_cycles(cfg, insns)
+        ends = [0] * len(insns)
+        for t in rep.insns:
+            ends[t.index] = max(t.end, t.done)
+        return rep.cycles, ends, "sim.timing"
+    timing = simulate(cfg, insns)
+    return timing.total, timing.end, "compiler.cost"
 
 
 def run_fsim(prog: AccelProgram, cfg: HwConfig | str, feeds: dict, base: int = 0x10000,
