@@ -25,13 +25,14 @@ from pyvta.sim.fsim import FunctionalSimulator
 from pyvta.sim.programs import gemm_program
 
 
-def _run(cfg, b):
+def _run(cfg, b, latency=0):
     prog = b.encode()
     addr = b.dram.put(np.frombuffer(prog, np.uint8), align=64)
     ref = Dram(data=b.dram.tobytes(), base=b.dram.base)
     FunctionalSimulator(cfg, ref).run(prog)
     t = time.time()
-    run = run_core(cfg, b.dram, addr, len(prog) // 16, trace_gemm=True, max_cycles=2_000_000)
+    run = run_core(cfg, b.dram, addr, len(prog) // 16, trace_gemm=True, max_cycles=2_000_000,
+                   latency=latency)
     assert np.array_equal(ref.mem, b.dram.mem), "RTL result differs from fsim"
     return run, time.time() - t
 
@@ -62,9 +63,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("preset", nargs="?", default="tiny")
     p.add_argument("--rows", type=int, default=64, help="M of the tiled GEMM, in BATCH rows")
+    p.add_argument("--latency", type=int, default=0,
+                   help="DRAM read latency in cycles (request to first beat) of the model")
     args = p.parse_args(argv)
     cfg = load_config(args.preset)
-    print(f"RTL core {cfg.fingerprint}, Amaranth simulator")
+    print(f"RTL core {cfg.fingerprint}, Amaranth simulator, DRAM read latency {args.latency}")
     print(f"{'case':<34}{'GEMM uops':>10}{'cycles':>9}{'uops/cycle':>12}{'sim s':>7}")
     cases = [("large GEMM (1 insn, 16x8x4 uops)", gemm_chain(cfg, 1, 16, 8, 4), "window"),
              ("GEMM chain (16 insns of 8x2x2)", gemm_chain(cfg, 16, 8, 2, 2), "window")]
@@ -75,7 +78,7 @@ def main(argv=None):
     gp = gemm_program(cfg, a, w, shift=8, threads=2)
     cases.append((f"tiled GEMM {m}x{k}x{n}, 2 threads", gp.builder, "program"))
     for name, b, kind in cases:
-        run, secs = _run(cfg, b)
+        run, secs = _run(cfg, b, args.latency)
         uops = run.counters["gemm_uops"]
         extra = ""
         if kind == "window":

@@ -52,14 +52,18 @@ class CoreRun:
 
 
 class _ReadPort:
-    def __init__(self, port, dram, ab, rng, stall):
+    def __init__(self, port, dram, ab, rng, stall, latency):
         self.port, self.dram, self.ab, self.rng, self.stall = port, dram, ab, rng, stall
+        self.latency = latency
         self.beats = collections.deque()  # pending data beats, as ints
+        self.ready_at = collections.deque()  # cycle from which each pending beat may be sent
+        self.cycle = 0
         self.req_ready = self.data_valid = False
 
     def drive(self, ctx):
         self.req_ready = self.rng.random() >= self.stall
-        self.data_valid = bool(self.beats) and self.rng.random() >= self.stall
+        self.data_valid = bool(self.beats) and self.ready_at[0] <= self.cycle \
+            and self.rng.random() >= self.stall
         ctx.set(self.port.req.ready, self.req_ready)
         ctx.set(self.port.data.valid, self.data_valid)
         if self.data_valid:
@@ -74,8 +78,10 @@ class _ReadPort:
         return req, took
 
     def commit(self, req, took):
+        self.cycle += 1
         if took:
             self.beats.popleft()
+            self.ready_at.popleft()
         if req is not None:
             addr, beats = req
             if addr % self.ab or beats < 1:
@@ -84,6 +90,7 @@ class _ReadPort:
             for b in range(beats):
                 self.beats.append(int.from_bytes(raw[b * self.ab:(b + 1) * self.ab].tobytes(),
                                                   "little"))
+                self.ready_at.append(self.cycle + self.latency)
 
 
 class _WritePort:
@@ -144,7 +151,7 @@ def run_core(cfg, dram, insn_addr: int, insn_count: int, **kwargs) -> CoreRun:
 
 def run_core_sequence(cfg, dram, programs, *, max_cycles: int = 200_000, stall: float = 0.0,
                       seed: int = 0, core: Core | None = None, trace_gemm: bool = False,
-                      fail_writes: bool = False) -> list:
+                      fail_writes: bool = False, latency: int = 0) -> list:
     """Run several programs one after the other on one core (one simulation).
 
     Parameters
@@ -159,6 +166,8 @@ def run_core_sequence(cfg, dram, programs, *, max_cycles: int = 200_000, stall: 
         Record the first and last cycle the ``gemm_uops`` counter advanced (slower).
     fail_writes : bool
         Report every write as failed (an AXI error response) on the ``done`` stream.
+    latency : int
+        Cycles from a read request's acceptance to its first data beat (DRAM latency).
     """
     cfg = load_config(cfg)
     core = core or Core(cfg)
@@ -168,7 +177,7 @@ def run_core_sequence(cfg, dram, programs, *, max_cycles: int = 200_000, stall: 
 
     async def bench(ctx):
         for insn_addr, insn_count in programs:
-            reads = [_ReadPort(getattr(core, f"{n}_dma"), dram, ab, rng, stall)
+            reads = [_ReadPort(getattr(core, f"{n}_dma"), dram, ab, rng, stall, latency)
                      for n in ("fetch", "load", "compute")]
             write = _WritePort(core.store_dma, dram, ab, rng, stall, fail_writes)
             ctx.set(core.insn_addr, insn_addr)

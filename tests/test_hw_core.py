@@ -238,7 +238,7 @@ def test_other_configs(changes):
     run_both(b, stall=0.2, seed=2)
 
 
-def run_random(cfg, seed, work, stall, ports=None):
+def run_random(cfg, seed, work, stall, ports=None, latency=0):
     """A random legal program (sim/randprog.py) on fsim and on the core; images must match."""
     from pyvta.sim.randprog import random_program
     p = random_program(cfg, seed, work=work)
@@ -250,7 +250,7 @@ def run_random(cfg, seed, work, stall, ports=None):
     dram = Dram(size=insn_addr - init.base + len(prog), base=init.base, data=init.tobytes())
     dram.write(insn_addr, np.frombuffer(prog, np.uint8))
     run = run_core(p.cfg, dram, insn_addr, len(prog) // 16, stall=stall, seed=seed,
-                   core=Core(p.cfg, acc_read_ports=ports))
+                   core=Core(p.cfg, acc_read_ports=ports), latency=latency)
     image = dram.mem[:init.size]
     diff = np.flatnonzero(image != ref.mem)
     assert diff.size == 0, f"seed {seed}: DRAM differs at {diff.size} bytes, first {diff[0]:#x}"
@@ -261,7 +261,8 @@ def run_random(cfg, seed, work, stall, ports=None):
 
 @pytest.mark.parametrize("seed", range(16))
 def test_random_programs_tiny(seed):
-    run_random(TINY, seed, work=300, stall=0.25 if seed % 2 else 0.0, ports=1 + (seed % 4 < 2))
+    run_random(TINY, seed, work=300, stall=0.25 if seed % 2 else 0.0, ports=1 + (seed % 4 < 2),
+               latency=(0, 0, 7, 20)[seed % 4])
 
 
 @pytest.mark.parametrize("changes,seed", [
