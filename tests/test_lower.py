@@ -237,3 +237,19 @@ def test_conv_reinit_without_reset(lo):
     resets = sum(1 for i in insns if i.opcode is Opcode.GEMM and i.reset_reg)
     tiles = sum(1 for i in insns if i.opcode is Opcode.STORE and i.x_size and i.pop_prev_dep)
     assert 1 <= resets <= 2 < tiles
+
+
+def test_batch2_configuration():
+    """BATCH = 2 (a custom configuration): padded batch rows, every operator kind."""
+    cfg = load_config("tiny").replace(log_batch=1, name="b2")
+    x = i8((3, 12, 9, 9))
+    s = (3, 12, 9, 9)
+    c = qops.QConv2d(i8((12, 12, 3, 3)), RNG.integers(-3000, 3000, 12).astype(np.int32),
+                     requant(12, 12, 3, lo=0), (1, 1), (1, 1, 1, 1))
+    ops = [AccelOp("c", c, ["x"], "a", [s], s),
+           AccelOp("add", qops.QAdd(3000, 77, 12), ["a", "x"], "b", [s, s], s),
+           AccelOp("mp", qops.QMaxPool((3, 3), (2, 2), (1, 1, 1, 1)), ["b"], "m", [s],
+                   (3, 12, 5, 5)),
+           AccelOp("gap", qops.QAvgPool(qops.Requant(np.int32(9), 8), None), ["m"], "g",
+                   [(3, 12, 5, 5)], (3, 12, 1, 1))]
+    run_ops(cfg, ops, {"x": x}, ["g", "b"])
