@@ -226,9 +226,10 @@ def test_errors():
 
 @pytest.mark.parametrize("lo", [-128, 0])
 def test_conv_reinit_without_reset(lo):
-    """pre_shift > 0: later tiles set their accumulators with one MIN instead of reset + ADD."""
+    """pre_shift > 0 and a bias too large for a GEMM micro-op: later tiles set their
+    accumulators with one MIN instead of reset + ADD."""
     x = i8((1, 16, 16, 16))
-    q = qops.QConv2d(i8((24, 16, 3, 3)), RNG.integers(-90000, 90000, 24).astype(np.int32),
+    q = qops.QConv2d(i8((24, 16, 3, 3)), RNG.integers(-900000, 900000, 24).astype(np.int32),
                      qops.Requant(RNG.integers(1, 3000, 24).astype(np.int32), 13, 6, lo, 127),
                      pads=(1, 1, 1, 1))
     op = AccelOp("conv", q, ["x"], "y", [x.shape], (1, 24, 16, 16))
@@ -253,3 +254,17 @@ def test_batch2_configuration():
            AccelOp("gap", qops.QAvgPool(qops.Requant(np.int32(9), 8), None), ["m"], "g",
                    [(3, 12, 5, 5)], (3, 12, 1, 1))]
     run_ops(cfg, ops, {"x": x}, ["g", "b"])
+
+
+@pytest.mark.parametrize("preset", ["tiny", "pynq-z1"])
+def test_conv_bias_by_gemm(preset):
+    """pre_shift > 0 and a bias that fits one weight block: added by a GEMM micro-op."""
+    x = i8((1, 16, 10, 10))
+    q = qops.QConv2d(i8((24, 16, 3, 3)), RNG.integers(-100000, 100000, 24).astype(np.int32),
+                     qops.Requant(RNG.integers(1, 3000, 24).astype(np.int32), 13, 6, 0, 127),
+                     pads=(1, 1, 1, 1))
+    prog, _ = run_ops(preset, [AccelOp("conv", q, ["x"], "y", [x.shape], (1, 24, 10, 10))],
+                      {"x": x}, ["y"])
+    insns = decode_program(prog.insns, load_config(preset))
+    assert not any(i.opcode is Opcode.ALU and i.alu_opcode.name == "ADD" and not i.use_imm
+                   for i in insns)

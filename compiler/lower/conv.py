@@ -26,7 +26,7 @@ from ...hw.isa import MemType
 from ..layout import ceil_div, pack_weight
 from ..qops import QConv2d
 from .emit import Emitter, LoweringError
-from .requant import reinit_passes, requant_passes
+from .requant import bias_block_digits, bias_input_element, reinit_passes, requant_passes
 
 __all__ = ["ConvGeom", "ConvPlan", "plan_conv", "lower_conv", "gemm_kernel"]
 
@@ -189,14 +189,15 @@ def _variants(total, tile):
 
 
 def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv",
-              acc_half: int | None = None) -> ConvPlan:
+              acc_half: int | None = None, gemm_bias: bool = False) -> ConvPlan:
     """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits.
 
     ``n_params`` per-channel vectors are loaded with every tile, unless ``acc_half`` is given:
     then they stay resident above the two ACC halves of that size for the whole operator.
     """
     from ..cost import conv_tile_cost
-    em_half = dict(inp=cfg.inp_depth // 2, wgt=cfg.wgt_depth // 2,
+    # A GEMM-added bias reserves one INP element and ``tob`` WGT elements per half.
+    em_half = dict(inp=cfg.inp_depth // 2 - gemm_bias, wgt=cfg.wgt_depth // 2,
                    acc=acc_half or cfg.acc_depth // 2)
     if acc_half:
         n_params = 0
@@ -216,14 +217,15 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                     break
                 r, cw = g.rows(th), g.cols(tw)
                 # The largest reduction step that fits INP and WGT; balanced so steps are even.
-                tcb_fit = min(ncb_max, em_half["wgt"] // (tob * kk),
+                wgt_room = em_half["wgt"] - (tob if gemm_bias else 0)
+                tcb_fit = min(ncb_max, wgt_room // (tob * kk),
                               em_half["inp"] // (r * cw) - (tob - 1) * delta)
                 if tcb_fit >= 1:
                     steps = [(ceil_div(ncb_max, ceil_div(ncb_max, tcb_fit)), g.kh)]
                 else:
                     # One block's window is too big: split the kernel rows instead.
                     steps = [(1, k) for k in range(g.kh - 1, 0, -1)
-                             if tob * k * g.kw <= em_half["wgt"] and
+                             if tob * k * g.kw <= wgt_room and
                              g.rows(th, k) * cw * (1 + (tob - 1) * delta) <= em_half["inp"]]
                     if not steps:
                         break
@@ -319,11 +321,17 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     woff = np.concatenate([[0], np.cumsum([r.shape[0] for r in rows])]).astype(int)
     w_addr = em.const(MemType.WGT, np.concatenate(rows))
 
-    passes = requant_passes(qop.requant, qop.bias, g.o)
+    # With a pre-shift the bias must be added before it: by a GEMM micro-op per output when
+    # its digits fit a weight block (1 cycle), else by the ALU (requant.py).
+    gemm_bias = bias_block_digits(cfg, qop.bias) if qop.requant.pre_shift else None
+    passes = requant_passes(qop.requant, None if gemm_bias is not None else qop.bias, g.o)
     vec_passes = [p for p in passes if p[2] is not None]
     # Tiles whose accumulators hold this operator's clipped outputs skip the reset (requant.py).
-    reinit = reinit_passes(qop.requant, qop.bias, g.o,
-                           (g.c // g.groups) * g.kh * g.kw * 128 * 128)
+    reinit = None if gemm_bias is not None else reinit_passes(
+        qop.requant, qop.bias, g.o, (g.c // g.groups) * g.kh * g.kw * 128 * 128)
+    if gemm_bias is not None:
+        bias_w_addr = em.const(MemType.WGT, gemm_bias)
+        e_addr = em.const(MemType.INP, bias_input_element(cfg))
     if reinit is not None:
         vec_passes += [p for p in [reinit[0]] + reinit[1] if p[2] is not None]
     vectors = []                                 # distinct per-channel operands, by identity
@@ -345,7 +353,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
         from ..cost import alu_tensor_cycles
         alu_cycles = sum(alu_tensor_cycles(cfg) if v is not None else 1 for _, _, v in passes)
         plan = plan_conv(cfg, g, cb0, ncb, len(vectors), alu_cycles, name,
-                         acc_half if resident else None)
+                         acc_half if resident else None, gemm_bias is not None)
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
     tkh = plan.tkh or g.kh
     if tkh < g.kh and tcb != 1:
@@ -357,6 +365,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     start = len(em.insns)
     em.begin_op()
     b = em.b
+    first_load_step = True
     if resident:
         for k, addr in enumerate(param_addr):
             b.load(MemType.ACC, par_res + k * ob_total, addr, 1, ob_total)
@@ -416,6 +425,10 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                                 f"of padding, more than {MAX_PAD}")
                         h = em.load_step()
                         inp0, wgt0 = h * em.inp_half, h * em.wgt_half
+                        e_idx = inp0 + em.inp_half - 1   # the bias input element
+                        bias_w = wgt0 + em.wgt_half - tob
+                        if gemm_bias is not None and r0 == 0 and i0 == 0:
+                            b.load(MemType.WGT, bias_w, bias_w_addr + ob_s, 1, tob_v)
                         # Weights first: they need not wait for the previous operator.
                         if shared:
                             b.load(MemType.WGT, wgt0, w_addr + woff[ob_s] + r0, tob_v,
@@ -427,6 +440,10 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                             b.load(MemType.WGT, wgt0,
                                    w_addr + woff[ob_s] + r0 * kk + i0 * g.kw, tob_v,
                                    tkh_v * g.kw, n_red * kk)
+                        if gemm_bias is not None and first_load_step:
+                            for hh in (0, 1):
+                                b.load(MemType.INP, hh * em.inp_half + em.inp_half - 1, e_addr)
+                            first_load_step = False
                         nblk = (tob_v - 1) * delta + tcb_v
                         for cl in range(nblk):
                             cb = cb0[ob_s] + r0 + cl
@@ -436,6 +453,9 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                    r - yp0 - yp1, cw - xp0 - xp1, pitch, (yp0, yp1, xp0, xp1))
                         em.end_load_step()
                         em.use_step()
+                        if gemm_bias is not None and r0 == 0 and i0 == 0:
+                            b.gemm(em.kernel([(acc0, e_idx, bias_w)]), tob_v, p,
+                                   dst=(p, 1), wgt=(1, 0))
                         uops, loop = gemm_kernel(g, tcb_v, tob_v, th_v, tw_v, delta,
                                                  acc0, inp0, wgt0, tkh_v,
                                                  acc0 + acc_half - 3, shared, rowskip)

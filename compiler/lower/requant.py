@@ -108,3 +108,38 @@ def reinit_passes(rq: Requant, bias, channels: int, acc_bound: int):
         later.append((AluOp.SHR, rq.shift, None))
     later += [(AluOp.MAX, rq.lo, None), (AluOp.MIN, rq.hi, None)]
     return first, later
+
+
+def bias_input_element(cfg) -> np.ndarray:
+    """The INP element ``e`` that turns a GEMM micro-op into a bias add: lane 0 is 1, the
+    other lanes 127 (every batch row)."""
+    e = np.full((cfg.batch, cfg.block_in), 127, np.int8)
+    e[:, 0] = 1
+    return e
+
+
+def bias_block_digits(cfg, bias):
+    """WGT blocks ``W`` (one per output block) with ``e . W[o] == bias[o]`` for the element of
+    :func:`bias_input_element`: ``W[o][0] = bias - 127*q``, the other lanes split ``q``.
+    None when some bias is too large for one micro-op (``|bias| > 127*127*(BLOCK_IN-1)``)."""
+    if bias is None:
+        return None
+    b = np.asarray(bias, np.int64).reshape(-1)
+    lanes = cfg.block_in - 1
+    if lanes < 1 or not b.any():
+        return None
+    q = np.round(b / 127).astype(np.int64)
+    r = b - 127 * q
+    if np.any(np.abs(q) > 127 * lanes) or np.any(np.abs(r) > 127):
+        return None
+    base, rem = np.divmod(q, lanes)           # q = base*lanes + rem, 0 <= rem < lanes
+    digits = np.repeat(base[:, None], lanes, axis=1) + (np.arange(lanes)[None, :] < rem[:, None])
+    if np.any(digits < -128) or np.any(digits > 127):
+        return None
+    ob = -(-b.size // cfg.block_out)
+    w = np.zeros((ob * cfg.block_out, cfg.block_in), np.int8)
+    w[:b.size, 0] = r
+    w[:b.size, 1:] = digits
+    assert np.array_equal(w[:b.size, 0].astype(np.int64) + 127 * w[:b.size, 1:].astype(
+        np.int64).sum(1), b)
+    return w.reshape(ob, cfg.block_out, cfg.block_in)
