@@ -118,7 +118,7 @@ class StoreModule(wiring.Component):
                 m.d.sync += beat.eq(beat + 1)
 
         # --- control ------------------------------------------------------------------------------
-        drained = ~req_active & ~rd_active & ~rd_pending & ~fifo.r_rdy & (outstanding == 0)
+        drained = ~req_active & ~rd_active & ~rd_pending & (fifo.level == 0) & (outstanding == 0)
         with m.FSM(name="store_fsm") as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
