@@ -265,7 +265,7 @@ class TimingModel:
     """
 
     def __init__(self, cfg=None, *, dram_latency: int = DEFAULT_DRAM_LATENCY,
-                 acc_read_ports: int | None = None, constants: _Constants = CONSTANTS):
+                 dram_stall: int = 0, acc_read_ports: int | None = None, constants: _Constants = CONSTANTS):
         self.cfg = cfg = load_config(cfg)
         if isinstance(dram_latency, bool) or not isinstance(dram_latency, int) \
                 or not 0 <= dram_latency < 1 << 16:
@@ -276,7 +276,14 @@ class TimingModel:
             acc_read_ports = acc_read_ports_for(cfg)
         if acc_read_ports not in (1, 2):
             raise TimingError(f"acc_read_ports must be 1 or 2, not {acc_read_ports!r}")
+        if isinstance(dram_stall, bool) or not isinstance(dram_stall, int) \
+                or not 0 <= dram_stall <= 255:
+            raise TimingError(f"dram_stall must be an integer in [0, 255], not {dram_stall!r}")
         self.dram_latency = dram_latency
+        self.dram_stall = dram_stall
+        # A channel that drops READY/VALID with probability stall/256 in each cycle needs
+        # 1 / (1 - stall/256) cycles per beat on average.
+        self._beat_cost = 256 / (256 - dram_stall)
         self.acc_read_ports = acc_read_ports
         self.k = constants
         ab = cfg.axi_bytes
@@ -378,6 +385,7 @@ class TimingModel:
             data (top padding), ``span``: consumer cycles in all."""
             nonlocal read_beats
             read_beats += beats
+            beats = -(-int(beats * self._beat_cost * 1024) // 1024)
             arrival = max(t_go + k.dma_first + lat, t_go + lead)
             if beats:
                 transfers.append((idx, arrival, beats))
@@ -464,7 +472,7 @@ class TimingModel:
             return t
 
         def execute(mod):
-            nonlocal read_beats, write_beats, gemm_uops, alu_uops, finish_cycle
+            nonlocal write_beats, gemm_uops, alu_uops, finish_cycle
             i = per_module[mod][pos[mod]]
             insn = insns[i]
             t_take = max(free[mod], dispatch[i] + k.queue_latency)
@@ -493,7 +501,8 @@ class TimingModel:
                         1, cfg.out_elem_bytes // cfg.axi_bytes)
                     write_beats += beats
                     rec.work = beats
-                    t_push = t_pop + k.store_first + beats + lat + k.store_tail - 1
+                    t_push = (t_pop + k.store_first + round(beats * self._beat_cost) + lat
+                              + k.store_tail - 1)
                     rec.dma_stall += lat
                 for q in pushes:
                     tokens[q].append(t_push)
@@ -633,11 +642,13 @@ def _share_delays(transfers) -> dict:
 
 
 def estimate_cycles(cfg, program, *, dram_latency: int = DEFAULT_DRAM_LATENCY,
-                    acc_read_ports: int | None = None) -> TimingReport:
+                    dram_stall: int = 0, acc_read_ports: int | None = None) -> TimingReport:
     """Estimate the RTL cycles of ``program`` (bytes or decoded instructions) on ``cfg``.
 
+    ``dram_latency`` and ``dram_stall`` describe the memory as ``sim.rtl.RtlJob`` does
+    (first-beat latency in cycles; random stall density 0..255 on every AXI channel).
     Returns a :class:`TimingReport`: total cycles, one :class:`InsnTiming` per instruction
     executed up to FINISH, and per-module busy/stall totals.
     """
-    return TimingModel(cfg, dram_latency=dram_latency,
+    return TimingModel(cfg, dram_latency=dram_latency, dram_stall=dram_stall,
                        acc_read_ports=acc_read_ports).estimate(program)
