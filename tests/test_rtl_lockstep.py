@@ -1,0 +1,242 @@
+"""Lockstep: programs run on the RTL (cocotb + Verilator/Icarus) must leave DRAM exactly as the
+functional simulator does, with matching micro-op counters, no AXI protocol errors and
+guard bytes around every written region untouched.
+
+Every test batches its programs into one simulator session (the compiled simulator is cached
+under ~/.cache/pyvta/rtl). A failing random case prints its seed; rerun it with
+``PYVTA_RTL_SEED=<seed> pytest tests/test_rtl_lockstep.py -k random``.
+"""
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+from pyvta.hw.isa import AluOp, MemType, Opcode, decode_program
+from pyvta.hw.regmap import fingerprint_hash, MAGIC
+from pyvta.hw.config import load_config
+from pyvta.sim.dram import Dram
+from pyvta.sim.fsim import FunctionalSimulator
+from pyvta.sim.programs import (alu_program, conformance_suite, gemm_program,
+                                padded_load_program)
+from pyvta.sim.rtl import RtlJob, RtlSimulator, SimulatorNotFound
+
+pytestmark = pytest.mark.rtl
+
+GUARD = 64          # guard bytes checked on each side of a written region
+GUARD_BYTE = 0xA5   # pattern pre-filled into the zero bytes of written regions
+
+
+class Case:
+    """A program, its DRAM image, the regions it writes, and the fsim reference."""
+
+    def __init__(self, name, cfg, insn, dram: Dram, written=None, **timing):
+        self.name = name
+        if written is None:
+            written = store_ranges(cfg, insn)
+        image = dram.mem.copy()
+        # Pre-fill written regions with a pattern: a missing write is then visible too.
+        # (Only the written bytes: the guards around them may hold the program's inputs.)
+        for addr, nbytes in written:
+            region = image[addr - dram.base:addr - dram.base + nbytes]
+            region[region == 0] = GUARD_BYTE
+        self.before = image.tobytes()
+        self.written = written
+        self.base = dram.base
+        ref = Dram(base=dram.base, data=self.before)
+        self.counters = FunctionalSimulator(cfg, ref).run(insn)
+        self.expect = ref.tobytes()
+        self.job = RtlJob(insn, self.before, dram.base, name=name, max_cycles=2_000_000,
+                          **timing)
+
+
+def store_ranges(cfg, insn):
+    """Byte ranges ``(addr, nbytes)`` every STORE row of a program writes."""
+    out = []
+    eb = cfg.out_elem_bytes
+    for ins in decode_program(insn, cfg):
+        if ins.opcode is Opcode.STORE and ins.x_size and ins.y_size:
+            for y in range(ins.y_size):
+                out.append(((ins.dram_base + y * ins.x_stride) * eb, ins.x_size * eb))
+    return out
+
+
+def check(case: Case, res, cfg, *, counters=True):
+    ctx = f"{case.name} (latency={case.job.latency}, stall={case.job.stall}, " \
+          f"seed={case.job.seed})"
+    assert not res.timeout, f"{ctx}: no interrupt; STATUS={res.regs['STATUS']:#x}"
+    assert res.protocol_errors == 0, f"{ctx}: AXI protocol errors"
+    assert res.id_regs == {"MAGIC": MAGIC, "ID_HASH": fingerprint_hash(cfg)}, ctx
+    assert res.irq_after_clear == 0, f"{ctx}: IRQ_STATUS write-1-to-clear failed"
+    got = np.frombuffer(res.dram, np.uint8)
+    want = np.frombuffer(case.expect, np.uint8)
+    before = np.frombuffer(case.before, np.uint8)
+    wmask = np.zeros(before.size, bool)
+    gmask = np.zeros(before.size, bool)
+    for addr, nbytes in case.written:
+        off = addr - case.base
+        wmask[off:off + nbytes] = True
+        gmask[max(off - GUARD, 0):off + nbytes + GUARD] = True
+    gmask &= ~wmask  # guard bytes: near a written region but not written by any store
+    assert np.array_equal(got[gmask], before[gmask]), f"{ctx}: guard bytes changed"
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, (f"{ctx}: {bad.size} DRAM bytes differ from fsim, first at offset "
+                           f"{bad[0]:#x}: rtl {got[bad[0]]:#x} fsim {want[bad[0]]:#x}")
+    if counters:
+        assert res.error == 0, f"{ctx}: ERROR={res.error:#x}"
+        assert res.counters.counters["fetch_insns"] == case.counters.total_insns, ctx
+        assert res.counters.counters["gemm_uops"] == case.counters.gemm_uops, ctx
+        assert res.counters.counters["alu_uops"] == case.counters.alu_uops, ctx
+        assert res.cycles > 0
+
+
+def gemm_case(cfg, rng, m, k, n, threads, name=None, **timing):
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, n).astype(np.int32)
+    shift = int(rng.integers(0, 12))
+    clip = [None, (-128, 127), (0, 127)][int(rng.integers(0, 3))]
+    p = gemm_program(cfg, a, w, bias=bias, shift=shift, clip=clip, threads=threads)
+    return Case(name or f"gemm {m}x{k}x{n} t{threads}", cfg, p.encode(), p.dram, p.written,
+                **timing)
+
+
+def alu_case(cfg, rng, ops, rows=6, lo=-16, hi=16, **timing):
+    shape = (rows, cfg.batch, cfg.block_out)
+    x = rng.integers(lo, hi, shape).astype(np.int32)
+    y = rng.integers(lo, hi, shape).astype(np.int32)
+    b, out_elem, rows = alu_program(cfg, x, ops, y)
+    written = [(out_elem * cfg.out_elem_bytes, rows * cfg.out_elem_bytes)]
+    name = "alu " + ",".join(f"{AluOp(op).name}:{v}" for op, v in ops)
+    return Case(name, cfg, b.encode(), b.dram, written, **timing)
+
+
+def pad_case(cfg, rng, pad, mem, **timing):
+    if mem is MemType.INP:
+        x = rng.integers(-128, 128, (3, 4, cfg.batch, cfg.block_in), dtype=np.int8)
+    else:
+        x = rng.integers(-300, 300, (3, 4, cfg.batch, cfg.block_out)).astype(np.int32)
+    b, out_elem, (rows, cols) = padded_load_program(cfg, x, pad, mem)
+    written = [(out_elem * cfg.out_elem_bytes, rows * cols * cfg.out_elem_bytes)]
+    return Case(f"pad {mem.name} {pad}", cfg, b.encode(), b.dram, written, **timing)
+
+
+def conformance_cases(cfg, large, **timing):
+    """VTA's own conformance checks (docs/vta-isa.md) from sim/programs.py."""
+    return [Case(name, cfg, b.encode(), b.dram, **timing)
+            for name, b in conformance_suite(cfg, large=large)]
+
+
+def run_and_check(cfg, simulator, cases, counters=True):
+    try:
+        sim = RtlSimulator(cfg, simulator)
+    except SimulatorNotFound as exc:
+        pytest.fail(str(exc))
+    results = sim.run([c.job for c in cases])
+    for case, res in zip(cases, results):
+        check(case, res, sim.cfg, counters=counters)
+    return results
+
+
+def test_rtl_conformance_tiny_verilator():
+    cfg = load_config("tiny")
+    run_and_check(cfg, "verilator", conformance_cases(cfg, False, latency=12, stall=40, seed=3))
+
+
+def test_rtl_random_tiny_verilator():
+    """Random GEMM and ALU programs under random DRAM latency and AXI stalls."""
+    cfg = load_config("tiny")
+    seed0 = int(os.environ.get("PYVTA_RTL_SEED", 20261124))
+    count = 1 if "PYVTA_RTL_SEED" in os.environ else 24
+    cases = []
+    for i in range(count):
+        seed = seed0 + i
+        r = random.Random(seed)
+        rng = np.random.default_rng(seed)
+        timing = dict(latency=r.choice([0, 1, 5, 30, 100]), stall=r.choice([0, 30, 128, 220]),
+                      seed=seed)
+        if r.random() < 0.75:
+            m, k, n = r.randrange(1, 70), r.randrange(1, 70), r.randrange(1, 40)
+            case = gemm_case(cfg, rng, m, k, n, r.choice([1, 2]), **timing)
+        else:
+            ops = [(r.choice(list(AluOp)), r.choice([r.randrange(-20, 20), "tensor"]))
+                   for _ in range(r.randrange(1, 4))]
+            case = alu_case(cfg, rng, ops, rows=r.randrange(1, 20), lo=-2000, hi=2000,
+                            **timing)
+        case.name += f" [PYVTA_RTL_SEED={seed}]"
+        cases.append(case)
+    run_and_check(cfg, "verilator", cases)
+
+
+@pytest.mark.slow
+def test_rtl_default_config_verilator():
+    """The default (VTA) configuration: conformance subset, 128^3 GEMM, random timing."""
+    cfg = load_config("pynq-z1")
+    rng = np.random.default_rng(7)
+    cases = [gemm_case(cfg, rng, 128, 128, 128, 2, latency=20),
+             gemm_case(cfg, rng, 49, 200, 70, 1, latency=50, stall=100, seed=9),
+             gemm_case(cfg, rng, 100, 64, 48, 2, latency=3, stall=200, seed=11),
+             alu_case(cfg, rng, [(AluOp.MAX, 0), (AluOp.MIN, 127)], lo=-256, hi=256,
+                      latency=7, stall=60, seed=5),
+             pad_case(cfg, rng, (1, 1, 1, 1), MemType.INP, latency=9, stall=90, seed=13)]
+    run_and_check(cfg, "verilator", cases)
+
+
+def test_rtl_icarus_subset():
+    """The same harness under Icarus (conformance ALU, padded-load and GEMM programs).
+
+    Known issue (reported): under Icarus's four-state simulation the core's very first run
+    after reset reads X from not-yet-written state (some counters stay X and the first
+    program can hang), which two-state Verilator and real FPGAs (BRAM and registers start at 0)
+    never see. A FINISH-only warm-up job runs first, and counters are not compared; every
+    DRAM byte still is."""
+    from pyvta.compiler.builder import ProgramBuilder
+    cfg = load_config("tiny")
+    warm = ProgramBuilder(cfg, Dram(4096))
+    warm.finish()
+    suite = dict(conformance_suite(cfg, large=False))
+    names = ["load_acc_shr0_store", "padded_load_ACC_1_1_1_1", "padded_load_INP_1_1_1_1",
+             "alu_add_tensor", "relu_clip", "gemm_shr_max_min_2thread"]
+    cases = [Case(n, cfg, suite[n].encode(), suite[n].dram, latency=4 * i, stall=50 * i,
+                  seed=i + 1) for i, n in enumerate(names)]
+    sim = RtlSimulator(cfg, "icarus")
+    results = sim.run([RtlJob(warm.encode(), warm.dram.tobytes(), max_cycles=2000)] +
+                      [c.job for c in cases])
+    for case, res in zip(cases, results[1:]):
+        check(case, res, cfg, counters=False)
+
+
+def test_rtl_hang_is_reported_and_next_job_runs():
+    """A program that waits for a token nobody pushes times out; the session resets the
+    design and the next program still runs correctly."""
+    from pyvta.compiler.builder import ProgramBuilder
+    cfg = load_config("tiny")
+    b = ProgramBuilder(cfg, Dram(4096))
+    b.sync("compute", pop_prev_dep=True)   # no LOAD ever pushes this token
+    b.finish()
+    rng = np.random.default_rng(3)
+    good = alu_case(cfg, rng, [(AluOp.ADD, 1)])
+    sim = RtlSimulator(cfg, "verilator")
+    hang = RtlJob(b.encode(), b.dram.tobytes(), max_cycles=3000, name="hang")
+    res_hang, res_good = sim.run([hang, good.job])
+    assert res_hang.timeout
+    assert res_hang.regs["STATUS"] & 2, "BUSY should still be set on a hung run"
+    check(good, res_good, cfg)
+
+
+def test_rtl_bad_arguments():
+    with pytest.raises(ValueError, match="simulator must be one of"):
+        RtlSimulator("tiny", "modelsim")
+    sim = RtlSimulator("tiny", "verilator")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        sim.run([RtlJob(b"\0" * 10, b"")])
+    with pytest.raises(ValueError, match="stall"):
+        sim.run([RtlJob(b"\0" * 16, b"", stall=300)])
+
+
+def test_rtl_missing_simulator_message(monkeypatch):
+    import shutil
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SimulatorNotFound, match="apt-get install iverilog"):
+        RtlSimulator("tiny", "icarus")
