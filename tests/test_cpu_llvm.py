@@ -139,3 +139,69 @@ def test_damaged_cache_entry_is_recompiled(tmp_path):
     again = LlvmCompiler(tmp_path)
     assert again.load(kern.ir, kern.symbol)
     assert (again.stats.compiled, again.stats.cache_hits) == (1, 0)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1283, 70), (2, 517, 33), (1, 3, 16)])
+def test_thin_gemm_split_k(m, k, n):
+    """1-2 row tiles keep several accumulator sets (depth remainders, several depth blocks)."""
+    a, b, c = f(m, k), f(n, k), f(n)
+    node = Node("Gemm", "g", ["a", "b", "c"], ["y"], {"transB": 1})
+    plan = plan_node(node, [a.shape, b.shape, c.shape], [a.dtype] * 3, {1: b, 2: c})
+    got = plan([a, b, c])[0]
+    np.testing.assert_allclose(got, a @ b.T + c, rtol=1e-4, atol=1e-4)
+
+
+def test_native_pool_splits_and_matches(monkeypatch):
+    """Big kernels run through the native pool: chunked ranges, ragged sizes, same result."""
+    from pyvta.runtime.cpu.llvm import pool as pool_mod
+    from pyvta.runtime.cpu.llvm.program import Program
+    monkeypatch.setenv("PYVTA_THREADS", "3")
+    if pool_mod.get_pool(3) is None:
+        pytest.skip("native pool needs Linux x86-64")
+    x, y = f(3, 211, 307), f(211, 1)
+    node = Node("Add", "n", ["x", "y"], ["z"], {})
+    plan = plan_node(node, [x.shape, y.shape], [x.dtype, y.dtype], {})
+    for _ in range(3):
+        np.testing.assert_array_equal(plan([x, y])[0], x + y)
+    # a range shorter than threads x chunks, and one of a single item
+    for n in (5, 1, 100_003):
+        kern = render_elementwise((n, 70000 // n + 1), (70000 // n + 1, 1), np.float32,
+                                  [((70000 // n + 1, 1), 0, np.float32)],
+                                  lambda kb, m, v: kb.b.fmul(v, v))
+        prog = Program(kern)
+        assert prog._pool is not None or n == 1
+        v = f(n, 70000 // n + 1)
+        out = np.empty_like(v)
+        prog(out, v)
+        np.testing.assert_array_equal(out, v * v)
+
+
+def test_native_pool_concurrent_callers(monkeypatch):
+    """Two Python threads calling pooled kernels at once: one runs serially, both correct."""
+    import threading
+    monkeypatch.setenv("PYVTA_THREADS", "2")
+    x = f(512, 300)
+    node = Node("Tanh", "n", ["x"], ["y"], {})
+    want = numpy_ops.run_node(node, [x])[0]
+    plans = [plan_node(node, [x.shape], [x.dtype], {}) for _ in range(2)]
+    errors = []
+
+    def work(plan):
+        for _ in range(50):
+            got = plan([x])[0]
+            if not np.allclose(got, want, rtol=2e-5, atol=2e-5):
+                errors.append("mismatch")
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_native_pool_rejects_one_thread():
+    from pyvta.runtime.cpu.llvm.pool import NativePool, get_pool
+    assert get_pool(1) is None
+    with pytest.raises(ValueError, match="at least 2 threads, not 1"):
+        NativePool(1)

@@ -20,6 +20,7 @@ _MR = 6            # rows per micro-tile (12 vector accumulators)
 _NR = 2 * _VEC     # columns per micro-tile
 _KC = 256          # depth block
 _NC = 256          # column block (a KC x NC block of B stays in L2)
+_SPLIT_K = 4       # accumulator sets of 1-2 row tiles (GEMV): 8-16 FMAs in flight
 
 
 def valid_range(out_len: int, stride: int, offset: int, in_len: int):
@@ -110,12 +111,20 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
         with kb.loop(jlo, jhi) as jt:
             col = b.mul(jt, i64(_NR))
             panel = b.add(bbase, b.mul(jt, i64(K * _NR)))
-            slots = [[kb.alloca(vt) for _ in range(2)] for _ in rows]
+            # Thin tiles (1-2 rows, e.g. a GEMV) have too few accumulators to hide the FMA
+            # latency: they keep _SPLIT_K independent sets, one per depth index modulo
+            # _SPLIT_K, added together at the end.
+            split = _SPLIT_K if len(rows) <= 2 else 1
+            slots = [[[kb.alloca(vt) for _ in range(2)] for _ in rows] for _ in range(split)]
+            zero = ir.Constant(vt, [0.0] * _VEC)
             for r, row in enumerate(rows):
                 for v in range(2):
                     b.store(init_value(row, b.add(col, i64(v * _VEC)), first, cbase, biasb),
-                            slots[r][v])
-            with kb.loop(kc, kend) as k:
+                            slots[0][r][v])
+                    for s in range(1, split):
+                        b.store(zero, slots[s][r][v])
+
+            def depth_step(k, sets):
                 brow = b.add(panel, b.mul(k, i64(_NR)))
                 bv = [vload(B, brow), vload(B, b.add(brow, i64(_VEC)))]
                 for r, row in enumerate(rows):
@@ -123,11 +132,24 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
                                                       b.mul(k, i64(sak)))))
                     av = _splat(b, a)
                     for v in range(2):
-                        b.store(b.call(fma_v, [av, bv[v], b.load(slots[r][v])]), slots[r][v])
+                        b.store(b.call(fma_v, [av, bv[v], b.load(sets[r][v])]), sets[r][v])
+
+            kmid = kc
+            if split > 1:
+                # [kc, kmid) in steps of split, then the remainder into the first set
+                kmid = b.add(kc, b.mul(b.sdiv(b.sub(kend, kc), i64(split)), i64(split)))
+                with kb.loop(kc, kmid, split) as k:
+                    for s in range(split):
+                        depth_step(b.add(k, i64(s)), slots[s])
+            with kb.loop(kmid, kend) as k:
+                depth_step(k, slots[0])
             for r, row in enumerate(rows):
                 cpos = b.add(cbase, b.add(b.mul(row, i64(Np)), col))
-                vstore(b.load(slots[r][0]), C, cpos)
-                vstore(b.load(slots[r][1]), C, b.add(cpos, i64(_VEC)))
+                for v in range(2):
+                    acc = b.load(slots[0][r][v])
+                    for s in range(1, split):
+                        acc = b.fadd(acc, b.load(slots[s][r][v]))
+                    vstore(acc, C, b.add(cpos, i64(v * _VEC)))
 
     tiles_per_block = _NC // _NR
     n_jb = (n_tiles + tiles_per_block - 1) // tiles_per_block

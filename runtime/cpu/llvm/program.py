@@ -4,6 +4,11 @@ A :class:`Program` holds one kernel's function pointer (through ctypes) and spli
 parallel range across a small thread pool; ctypes releases the GIL for the duration of each
 call, so the threads really run in parallel. ``PYVTA_THREADS`` sets the thread count (default:
 the number of CPUs this process may use).
+
+Parallel calls go through the native pool of :mod:`.pool` (hand-off in a few microseconds,
+work sharing in chunks) where it runs (Linux x86-64; ``PYVTA_NATIVE_POOL=0`` turns it off),
+otherwise through a :class:`~concurrent.futures.ThreadPoolExecutor` (about 25 us per call, so
+only big kernels are split there).
 """
 
 from __future__ import annotations
@@ -16,14 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .compiler import get_compiler
+from .pool import MAX_PTRS, get_pool
 from .renderer import Kernel
 
 __all__ = ["Program", "num_threads"]
 
 # Below this much work (elements touched, weighted by the kernel's cost per element) a kernel
-# runs on the calling thread only: handing work to a pool thread costs tens of microseconds,
-# more than a memory-bound pass over a few megabytes takes.
+# runs on the calling thread only. Through the executor a hand-off costs tens of
+# microseconds, more than a memory-bound pass over a few megabytes takes; the native pool
+# hands off in a few microseconds (about 10k elements of a memory-bound pass).
 _PARALLEL_MIN_WORK = 1 << 21
+_NATIVE_MIN_WORK = 1 << 16
+#: Chunks per thread in the native pool: enough that a late or slow thread costs little.
+_CHUNKS_PER_THREAD = 8
 
 _POOL = None
 
@@ -79,10 +89,18 @@ class Program:
         proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * kernel.n_ptrs),
                                  ctypes.c_int64, ctypes.c_int64)
         self._fn = proto(addr)
+        self._addr = addr
+        self._compiler = compiler       # owns the engine holding the code: keep it alive
         self.threads = num_threads()
-        # Decided once: small kernels run on the calling thread (see _PARALLEL_MIN_WORK).
-        self._serial = (min(self.threads, kernel.extent) <= 1
-                        or kernel.extent * kernel.work_per_item < _PARALLEL_MIN_WORK)
+        # Decided once: which pool, and whether the kernel is big enough for it.
+        work = kernel.extent * kernel.work_per_item
+        self._pool = None
+        if os.environ.get("PYVTA_NATIVE_POOL", "1") != "0" and kernel.n_ptrs <= MAX_PTRS \
+                and min(self.threads, kernel.extent) > 1 and work >= _NATIVE_MIN_WORK:
+            self._pool = get_pool(self.threads)
+        self._chunks = min(kernel.extent, self.threads * _CHUNKS_PER_THREAD)
+        self._serial = self._pool is None and (min(self.threads, kernel.extent) <= 1
+                                               or work < _PARALLEL_MIN_WORK)
 
     def __call__(self, *arrays: np.ndarray) -> None:
         k = self.kernel
@@ -90,7 +108,9 @@ class Program:
             raise ValueError(f"kernel takes {k.n_ptrs} buffers, not {len(arrays)}")
         ptrs = [_address(a) for a in arrays]
         extent = k.extent
-        if self._serial:
+        if self._pool is not None and self._pool.run(self._addr, ptrs, extent, self._chunks):
+            return
+        if self._serial or self._pool is not None:
             self._fn(*ptrs, 0, extent)
             return
         nt = min(self.threads, extent)

@@ -1,0 +1,320 @@
+"""A native thread pool for compiled kernels: hand-offs in microseconds, not tens of them.
+
+Handing a kernel's range to a :class:`concurrent.futures.ThreadPoolExecutor` costs about
+25 microseconds on the project's machines (Python wakes a thread, which reacquires the GIL),
+as much as a memory-bound pass over a megabyte takes; so element-wise kernels, copies and
+matrix-vector products stayed on one thread and lost to numpy/OpenBLAS with two.
+
+This pool does the hand-off in compiled code. Its worker threads are Python threads parked
+inside one ctypes call (``pool_worker``, GIL released) for the whole process life; a kernel
+call (``pool_run``, also one ctypes call) publishes the kernel's function pointer and buffer
+addresses in a shared state block, and then every thread, the caller included, claims chunks
+of the parallel range with a compare-and-swap until none is left (work sharing: if a worker
+is not scheduled - the machine is shared - the caller simply runs more chunks, so a busy
+machine costs no more than running serially). Idle workers spin for about 100 microseconds
+after their last chunk (so the next kernel of a model finds them awake), then sleep on a
+futex. The caller waits for chunks that others are still running by spinning, then yielding.
+
+Linux on x86-64 only (futex system call number, ``pause``); :func:`get_pool` returns ``None``
+elsewhere and :mod:`.program` falls back to the executor.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import sys
+import threading
+
+import llvmlite.ir as ir
+import numpy as np
+
+from .compiler import get_compiler
+
+__all__ = ["NativePool", "get_pool", "MAX_PTRS"]
+
+#: Kernels with more buffer arguments than this run through the executor instead.
+MAX_PTRS = 16
+
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+
+# State block layout, in 8-byte slots; the fields written by different threads sit on
+# different cache lines.
+_WORD = 0      # job word: seq << 40 | chunks << 20 | next chunk to claim
+_DONE = 8      # chunks finished in the current job
+_EPOCH = 16    # futex word (low 32 bits): bumped at every publication
+_SLEEP = 24    # workers asleep (or about to be) on the futex
+_FN = 32       # kernel function pointer
+_NPTRS = 33    # its number of buffer arguments
+_EXTENT = 34   # its parallel range [0, extent)
+_QUIT = 35     # nonzero: workers return
+_ARGS = 40     # MAX_PTRS buffer addresses
+_SLOTS = _ARGS + MAX_PTRS
+
+_FIELD = (1 << 20) - 1                  # chunk counts and indexes are 20-bit fields
+MAX_CHUNKS = _FIELD
+#: Time-stamp-counter ticks a worker keeps spinning after its last chunk (~100 us).
+SPIN_TICKS = 300_000
+SYS_FUTEX = 202                          # x86-64
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
+
+
+def _c(v, ty=I64):
+    return ir.Constant(ty, v)
+
+
+def _render_pool_ir() -> str:
+    """IR of ``pool_worker(state)`` and ``pool_run(state, fn, nptrs, extent, chunks)``."""
+    m = ir.Module(name="pyvta_pool")
+    syscall = ir.Function(m, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
+    sched_yield = ir.Function(m, ir.FunctionType(I32, []), "sched_yield")
+    pause = ir.Function(m, ir.FunctionType(VOID, []), "llvm.x86.sse2.pause")
+    rdtsc = ir.Function(m, ir.FunctionType(I64, []), "llvm.readcyclecounter")
+
+    def slot(b, state, k, ty=I64):
+        return b.gep(state, [_c(k)], inbounds=True, source_etype=ty if ty is I64 else I64)
+
+    # run_chunk(state, i, n): the kernel on chunk i of n, then DONE += 1 ---------------------
+    run_chunk = ir.Function(m, ir.FunctionType(VOID, [PTR, I64, I64]), "pool_run_chunk")
+    run_chunk.linkage = "internal"
+    state, i, n = run_chunk.args
+    b = ir.IRBuilder(run_chunk.append_basic_block("entry"))
+    extent = b.load(slot(b, state, _EXTENT), typ=I64)
+    lo = b.sdiv(b.mul(extent, i), n)
+    hi = b.sdiv(b.mul(extent, b.add(i, _c(1))), n)
+    nptrs = b.load(slot(b, state, _NPTRS), typ=I64)
+    done_bb = run_chunk.append_basic_block("done")
+    sw = b.switch(nptrs, done_bb)
+    for k in range(1, MAX_PTRS + 1):
+        bb = run_chunk.append_basic_block(f"n{k}")
+        sw.add_case(_c(k), bb)
+        b.position_at_end(bb)
+        args = [b.load(slot(b, state, _ARGS + j), typ=PTR) for j in range(k)]
+        # Loaded as a typed function pointer: llvmlite takes an indirect call's signature
+        # from the pointee type (the IR text still says ``ptr``).
+        callee = b.load(slot(b, state, _FN),
+                        typ=ir.PointerType(ir.FunctionType(VOID, [PTR] * k + [I64, I64])))
+        b.call(callee, args + [lo, hi])
+        b.branch(done_bb)
+    b.position_at_end(done_bb)
+    b.atomic_rmw("add", slot(b, state, _DONE), _c(1), "release")
+    b.ret_void()
+
+    # try_claim(state) -> chunk index << 20 | chunks, or -1 when nothing is left -------------
+    claim = ir.Function(m, ir.FunctionType(I64, [PTR]), "pool_try_claim")
+    claim.linkage = "internal"
+    (state,) = claim.args
+    b = ir.IRBuilder(claim.append_basic_block("entry"))
+    head = claim.append_basic_block("head")
+    swap = claim.append_basic_block("swap")
+    none = claim.append_basic_block("none")
+    got = claim.append_basic_block("got")
+    b.branch(head)
+    b.position_at_end(head)
+    w = b.load_atomic(slot(b, state, _WORD), "acquire", 8, typ=I64)
+    nxt = b.and_(w, _c(_FIELD))
+    cnt = b.and_(b.lshr(w, _c(20)), _c(_FIELD))
+    b.cbranch(b.icmp_unsigned("<", nxt, cnt), swap, none)
+    b.position_at_end(swap)
+    res = b.cmpxchg(slot(b, state, _WORD), w, b.add(w, _c(1)), "acq_rel", "acquire")
+    b.cbranch(b.extract_value(res, 1), got, head)
+    b.position_at_end(got)
+    b.ret(b.or_(b.shl(nxt, _c(20)), cnt))
+    b.position_at_end(none)
+    b.ret(_c(-1))
+
+    def drain(b, fn_, state):
+        """Claim and run chunks until none is left."""
+        h = fn_.append_basic_block("drain")
+        body = fn_.append_basic_block("drain_body")
+        out = fn_.append_basic_block("drain_end")
+        b.branch(h)
+        b.position_at_end(h)
+        c = b.call(claim, [state])
+        b.cbranch(b.icmp_signed(">=", c, _c(0)), body, out)
+        b.position_at_end(body)
+        b.call(run_chunk, [state, b.lshr(c, _c(20)), b.and_(c, _c(_FIELD))])
+        b.branch(h)
+        b.position_at_end(out)
+
+    # pool_worker(state): run chunks; spin while recently busy; sleep on the futex -----------
+    worker = ir.Function(m, ir.FunctionType(VOID, [PTR]), "pool_worker")
+    (state,) = worker.args
+    b = ir.IRBuilder(worker.append_basic_block("entry"))
+    ts = b.alloca(ir.LiteralStructType([I64, I64]))       # futex timeout: 50 ms
+    b.store(ir.Constant(ir.LiteralStructType([I64, I64]), [0, 50_000_000]), ts)
+    since = b.alloca(I64)
+    b.store(b.call(rdtsc, []), since)
+    top = worker.append_basic_block("top")
+    b.branch(top)
+    b.position_at_end(top)
+    quit_bb = worker.append_basic_block("quit")
+    work_bb = worker.append_basic_block("work")
+    b.cbranch(b.icmp_signed("!=", b.load_atomic(slot(b, state, _QUIT), "monotonic", 8, typ=I64),
+                            _c(0)), quit_bb, work_bb)
+    b.position_at_end(quit_bb)
+    b.ret_void()
+    b.position_at_end(work_bb)
+    c = b.call(claim, [state])
+    ran = worker.append_basic_block("ran")
+    idle = worker.append_basic_block("idle")
+    b.cbranch(b.icmp_signed(">=", c, _c(0)), ran, idle)
+    b.position_at_end(ran)
+    b.call(run_chunk, [state, b.lshr(c, _c(20)), b.and_(c, _c(_FIELD))])
+    b.store(b.call(rdtsc, []), since)
+    b.branch(top)
+    b.position_at_end(idle)
+    spin = worker.append_basic_block("spin")
+    sleep = worker.append_basic_block("sleep")
+    b.cbranch(b.icmp_unsigned("<", b.sub(b.call(rdtsc, []), b.load(since)), _c(SPIN_TICKS)),
+              spin, sleep)
+    b.position_at_end(spin)
+    b.call(pause, [])
+    b.branch(top)
+    b.position_at_end(sleep)
+    # Announce the sleep, then look again: with sequentially consistent operations either
+    # pool_run sees the announcement (and wakes us) or we see its job (or its epoch bump).
+    epoch = b.load_atomic(slot(b, state, _EPOCH, I32), "seq_cst", 4, typ=I32)
+    b.atomic_rmw("add", slot(b, state, _SLEEP), _c(1), "seq_cst")
+    w = b.load_atomic(slot(b, state, _WORD), "seq_cst", 8, typ=I64)
+    pending = b.icmp_unsigned("<", b.and_(w, _c(_FIELD)), b.and_(b.lshr(w, _c(20)), _c(_FIELD)))
+    wait = worker.append_basic_block("wait")
+    woke = worker.append_basic_block("woke")
+    b.cbranch(pending, woke, wait)
+    b.position_at_end(wait)
+    b.call(syscall, [_c(SYS_FUTEX), slot(b, state, _EPOCH), _c(FUTEX_WAIT_PRIVATE),
+                     b.zext(epoch, I64), ts])
+    b.branch(woke)
+    b.position_at_end(woke)
+    b.atomic_rmw("sub", slot(b, state, _SLEEP), _c(1), "seq_cst")
+    b.store(b.call(rdtsc, []), since)
+    b.branch(top)
+
+    # pool_run(state, fn, nptrs, extent, chunks): publish, work, wait ------------------------
+    run = ir.Function(m, ir.FunctionType(VOID, [PTR, PTR, I64, I64, I64]), "pool_run")
+    state, fn, nptrs, extent, chunks = run.args
+    b = ir.IRBuilder(run.append_basic_block("entry"))
+    b.store(fn, slot(b, state, _FN))
+    b.store(nptrs, slot(b, state, _NPTRS))
+    b.store(extent, slot(b, state, _EXTENT))
+    # (atomic exchanges stand for atomic stores: llvmlite's store_atomic wants typed pointers)
+    b.atomic_rmw("xchg", slot(b, state, _DONE), _c(0), "monotonic")
+    old = b.load_atomic(slot(b, state, _WORD), "monotonic", 8, typ=I64)
+    seq = b.add(b.lshr(old, _c(40)), _c(1))
+    b.atomic_rmw("xchg", slot(b, state, _WORD), b.or_(b.shl(seq, _c(40)), b.shl(chunks, _c(20))),
+                 "seq_cst")
+    b.atomic_rmw("add", slot(b, state, _EPOCH, I32), _c(1, I32), "seq_cst")
+    sleepers = b.load_atomic(slot(b, state, _SLEEP), "seq_cst", 8, typ=I64)
+    wake = run.append_basic_block("wake")
+    go = run.append_basic_block("go")
+    b.cbranch(b.icmp_signed(">", sleepers, _c(0)), wake, go)
+    b.position_at_end(wake)
+    b.call(syscall, [_c(SYS_FUTEX), slot(b, state, _EPOCH), _c(FUTEX_WAKE_PRIVATE),
+                     _c(0x7FFFFFFF)])
+    b.branch(go)
+    b.position_at_end(go)
+    drain(b, run, state)
+    # Wait for the chunks other threads are still running: spin, and after a while yield
+    # the CPU (the thread we wait for may be waiting for it).
+    spins = b.alloca(I64)
+    b.store(_c(0), spins)
+    wait_h = run.append_basic_block("wait")
+    wait_b = run.append_basic_block("wait_body")
+    ret = run.append_basic_block("ret")
+    b.branch(wait_h)
+    b.position_at_end(wait_h)
+    done = b.load_atomic(slot(b, state, _DONE), "acquire", 8, typ=I64)
+    b.cbranch(b.icmp_signed("<", done, chunks), wait_b, ret)
+    b.position_at_end(wait_b)
+    k = b.add(b.load(spins), _c(1))
+    b.store(k, spins)
+    yld = run.append_basic_block("yield")
+    pse = run.append_basic_block("pause")
+    b.cbranch(b.icmp_signed(">", k, _c(2000)), yld, pse)
+    b.position_at_end(yld)
+    b.call(sched_yield, [])
+    b.branch(wait_h)
+    b.position_at_end(pse)
+    b.call(pause, [])
+    b.branch(wait_h)
+    b.position_at_end(ret)
+    b.ret_void()
+    return str(m)
+
+
+class NativePool:
+    """Worker threads parked in compiled code; see the module docstring.
+
+    Parameters
+    ----------
+    threads : int
+        Threads sharing a kernel's range, the caller included (``threads - 1`` workers).
+    """
+
+    def __init__(self, threads: int, compiler=None):
+        if threads < 2:
+            raise ValueError(f"a pool needs at least 2 threads, not {threads}")
+        compiler = compiler or get_compiler()
+        text = _render_pool_ir()
+        # Symbols must be unique per IR text (the compiler's contract): suffix them.
+        import hashlib
+        tag = hashlib.sha256(text.encode()).hexdigest()[:12]
+        for name in ("pool_worker", "pool_run", "pool_run_chunk", "pool_try_claim"):
+            text = text.replace(f'@"{name}"', f'@"{name}_{tag}"')
+        self._compiler = compiler       # owns the engine holding the code: keep it alive
+        self._worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(
+            compiler.load(text, f"pool_worker_{tag}"))
+        self._run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                     ctypes.c_int64, ctypes.c_int64)(
+            compiler.load(text, f"pool_run_{tag}"))
+        # 64-byte aligned state block (numpy gives 16; over-allocate and offset).
+        raw = np.zeros(_SLOTS + 16, np.int64)
+        skip = (-raw.ctypes.data % 64) // 8
+        self._state = raw[skip:skip + _SLOTS]
+        self._raw = raw
+        self.addr = self._state.ctypes.data
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._last_ptrs = None
+        self._workers = [threading.Thread(target=self._worker, args=(self.addr,), daemon=True,
+                                          name=f"pyvta-native-{k}")
+                         for k in range(threads - 1)]
+        for t in self._workers:
+            t.start()
+
+    def run(self, fn_addr: int, ptrs, extent: int, chunks: int) -> bool:
+        """Run ``fn(*ptrs, lo, hi)`` over ``[0, extent)`` in ``chunks`` pieces on all threads.
+
+        Returns ``False`` (having run nothing) when another thread is using the pool or the
+        kernel has too many buffers: the caller then runs it itself.
+        """
+        if len(ptrs) > MAX_PTRS or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if ptrs != self._last_ptrs:
+                self._state[_ARGS:_ARGS + len(ptrs)] = ptrs
+                self._last_ptrs = list(ptrs)
+            self._run(self.addr, fn_addr, len(ptrs), extent, max(1, min(chunks, MAX_CHUNKS)))
+        finally:
+            self._lock.release()
+        return True
+
+
+_POOL: list = []
+
+
+def get_pool(threads: int):
+    """The process-wide :class:`NativePool` for ``threads`` threads, or ``None`` where it is
+    not supported (not x86-64 Linux) or fewer than two threads are wanted."""
+    if threads < 2 or not sys.platform.startswith("linux") or \
+            platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    for pool in _POOL:
+        if pool.threads == threads:
+            return pool
+    pool = NativePool(threads)
+    _POOL.append(pool)
+    return pool
