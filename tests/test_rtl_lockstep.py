@@ -184,24 +184,24 @@ def test_rtl_default_config_verilator():
 
 
 def test_rtl_icarus_subset():
-    """The same harness under Icarus (conformance ALU, padded-load and GEMM programs).
+    """The same harness under Icarus (conformance padded-load, ALU and GEMM programs).
 
-    Known issue (reported): under Icarus's four-state simulation the core's very first run
-    after reset reads X from not-yet-written state (some counters stay X and the first
-    program can hang), which two-state Verilator and real FPGAs (BRAM and registers start at 0)
-    never see. A FINISH-only warm-up job runs first, and counters are not compared; every
-    DRAM byte still is."""
-    from pyvta.compiler.builder import ProgramBuilder
+    Known issues (reported to the core's owner): under Icarus's four-state simulation the
+    first program with a STORE after reset hangs with all its data written (BUSY stays set;
+    some counters read X), while two-state Verilator and the later Icarus runs pass. A
+    warm-up program with a STORE runs first and is not checked; counters are not compared;
+    every DRAM byte of the checked programs is."""
     cfg = load_config("tiny")
-    warm = ProgramBuilder(cfg, Dram(4096))
-    warm.finish()
     suite = dict(conformance_suite(cfg, large=False))
-    names = ["load_acc_shr0_store", "padded_load_ACC_1_1_1_1", "padded_load_INP_1_1_1_1",
-             "alu_add_tensor", "relu_clip", "gemm_shr_max_min_2thread"]
+    names = ["padded_load_ACC_1_1_1_1", "padded_load_INP_1_1_1_1", "alu_add_tensor",
+             "relu_clip", "gemm_shr_max_min_2thread"]
     cases = [Case(n, cfg, suite[n].encode(), suite[n].dram, latency=4 * i, stall=50 * i,
                   seed=i + 1) for i, n in enumerate(names)]
+    for case in cases:
+        case.job.max_cycles = 50_000  # Icarus runs ~5,000 cycles/s: fail fast on a hang
     sim = RtlSimulator(cfg, "icarus")
-    results = sim.run([RtlJob(warm.encode(), warm.dram.tobytes(), max_cycles=2000)] +
+    warm = suite["alu_add_imm"]
+    results = sim.run([RtlJob(warm.encode(), warm.dram.tobytes(), max_cycles=5000)] +
                       [c.job for c in cases])
     for case, res in zip(cases, results[1:]):
         check(case, res, cfg, counters=False)
@@ -240,3 +240,35 @@ def test_rtl_missing_simulator_message(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(SimulatorNotFound, match="apt-get install iverilog"):
         RtlSimulator("tiny", "icarus")
+
+
+def test_rtl_target_of_sim_run(tmp_path):
+    """``pyvta sim run --target rtl`` (the raw-program interface) equals ``--target fsim``."""
+    from pyvta.__main__ import main
+    cfg = load_config("tiny")
+    b = dict(conformance_suite(cfg, large=False))["gemm_shr_max_min_2thread"]
+    (tmp_path / "insn.bin").write_bytes(b.encode())
+    (tmp_path / "dram.bin").write_bytes(b.dram.tobytes())
+    outs = {}
+    for target in ("fsim", "rtl"):
+        out = tmp_path / f"{target}.bin"
+        assert main(["sim", "run", "--insn", str(tmp_path / "insn.bin"), "--dram",
+                     str(tmp_path / "dram.bin"), "--out", str(out), "--config", "tiny",
+                     "--target", target]) == 0
+        outs[target] = out.read_bytes()
+    assert outs["rtl"] == outs["fsim"]
+
+
+def test_hw_verilog_cli(tmp_path):
+    import json
+    from pyvta.__main__ import main
+    from pyvta.hw.regmap import register_map
+    assert main(["hw", "verilog", "--config", "tiny", "-o", str(tmp_path)]) == 0
+    cfg = load_config("tiny")
+    text = (tmp_path / f"{cfg.fingerprint}.v").read_text()
+    assert "module pyvta_top" in text
+    for port in ("m_axi_araddr", "m_axi_wlast", "s_axi_control_awaddr", "interrupt"):
+        assert port in text
+    meta = json.loads((tmp_path / f"{cfg.fingerprint}.json").read_text())
+    assert meta["register_map"] == register_map(cfg).to_dict()
+    assert meta["config"] == cfg.to_dict()
