@@ -57,7 +57,10 @@ class _Constants:
     #: From the start pulse to the first instruction sitting at a module's queue output,
     #: excluding the DRAM latency.
     fetch_first: int = 10
-    #: Receive FIFO of the fetch DMA port, in beats (``hw/top.READ_FIFO_DEPTH``).
+    #: From the start pulse to the first instruction beat on the DRAM read channel,
+    #: excluding the DRAM latency.
+    fetch_start: int = 4
+    #: Receive FIFO of each DMA read port, in beats (``hw/top.READ_FIFO_DEPTH``).
     fetch_fifo_beats: int = 128
     #: Cycles from a dispatch into a command queue to the entry being visible to the module.
     queue_latency: int = 2
@@ -69,17 +72,25 @@ class _Constants:
     load_tail: int = 3
     #: Compute: from the last data of a LOAD UOP/ACC to the next instruction decoded.
     cload_tail: int = 3
+    #: A tile loader's SRAM write one cycle after its last beat (the micro-op loader writes
+    #: in the same cycle).
+    tile_write: int = 1
     #: Store: from the POP cycle to the first write beat.
-    store_first: int = 6
+    store_first: int = 3
     #: Store: after the last write response to the next instruction taken.
     store_tail: int = 3
     #: Compute: cycles from the last micro-op issued to an empty pipeline.
-    drain: int = 9
+    drain: int = 8
     #: Compute: from DECODE of a GEMM/ALU to its first micro-op issued.
     issue_delay: int = 2
 
 
 CONSTANTS = _Constants()
+#: Beats per AXI burst (``hw/top.MAX_BURST``).
+_BURST_BEATS = 16
+#: Cycles between two DMA requests of one port (the AXI master takes a request, then grants
+#: its bursts, then takes the next).
+_ROW_REQUEST_CYCLES = 2
 
 
 @dataclass
@@ -305,7 +316,10 @@ class TimingModel:
         data = insn.y_size * insn.x_size
         total = (yp0 + insn.y_size + yp1) * cols
         beats = data * beats_per_elem
-        return beats, yp0 * cols + xp0, beats + total - data
+        # One DMA request per row, accepted every other cycle at best: short rows are
+        # request-bound.
+        span = max(beats, _ROW_REQUEST_CYCLES * insn.y_size - 1) + total - data
+        return beats, yp0 * cols + xp0, span
 
     def _uop_load(self, insn) -> tuple[int, int, int]:
         ab = self.cfg.axi_bytes
@@ -316,7 +330,7 @@ class TimingModel:
             beats += -(-(first + insn.x_size) // upb)
         if insn.y_size > 2:
             beats += (insn.y_size - 2) * (-(-(insn.x_size + upb - 1) // upb))
-        return beats, 0, insn.y_size * insn.x_size
+        return beats, 0, max(insn.y_size * insn.x_size, _ROW_REQUEST_CYCLES * insn.y_size - 1)
 
     def _uop_count(self, insn) -> int:
         n = max(0, insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
@@ -347,7 +361,7 @@ class TimingModel:
         for _ in range(self.PASSES - 1):
             if len(transfers) < 2:
                 break
-            delays = _share_delays(transfers)
+            delays = _share_delays(transfers, self.k.fetch_fifo_beats)
             new, transfers = self._pass(insns, delays)
             settled = abs(new.cycles - report.cycles) <= max(1, report.cycles // 2000)
             report = new
@@ -403,6 +417,20 @@ class TimingModel:
         qdepth = cfg.cmd_queue_depth
         ahead = max(1, k.fetch_fifo_beats // self._insn_beats)
 
+        fetch_group = max(1, _BURST_BEATS // self._insn_beats) * self._insns_per_beat
+
+        def fetch_transfer(key, arrival, beats):
+            nonlocal read_beats
+            read_beats += beats
+            beats = -(-int(beats * self._beat_cost * 1024) // 1024)
+            transfers.append((key, arrival, beats))
+            if delays is None:
+                chan.reserve(arrival, beats)
+
+        # The first read-ahead: as much of the stream as the receive FIFO holds.
+        fetch_transfer(("fetch", 0), lat + k.fetch_start,
+                       -(-min(n, ahead) * self._insn_beats // self._insns_per_beat))
+
         def run_fetch():
             while fetch["next"] < n:
                 i = fetch["next"]
@@ -419,6 +447,13 @@ class TimingModel:
                 dispatch[i] = earliest
                 fetch["last"] = earliest
                 fetch["next"] = i + 1
+                # The beats this dispatch frees in the receive FIFO are refilled: one
+                # burst's worth of instructions at a time.
+                refill = i + ahead
+                if refill < n and refill % fetch_group == 0:
+                    beats = min(fetch_group, n - refill) * self._insn_beats // \
+                        self._insns_per_beat or 1
+                    fetch_transfer(("fetch", refill), earliest + lat + k.dma_first, beats)
 
         # Module state.
         pos = dict.fromkeys(MODULES, 0)
@@ -553,6 +588,8 @@ class TimingModel:
                     rec.dma_stall += stall
                     rec.work = beats
                     t_push = done + k.cload_tail - 2
+                    if insn.memory_type is MemType.ACC:
+                        t_push += k.tile_write
                     rec.end = t_push + 1
                     comp["quiet"] = max(comp["quiet"], rec.end)
                 elif insn.opcode is Opcode.FINISH:
@@ -606,37 +643,54 @@ class TimingModel:
         return report, transfers
 
 
-def _share_delays(transfers) -> dict:
-    """Processor sharing of one beat per cycle among the transfers present at each moment
-    (the AXI master's round-robin over ports, in the fluid limit).
+def _share_delays(transfers, window: int) -> dict:
+    """Sharing of the read channel (one beat per cycle) among overlapping transfers.
+
+    The AXI master grants ports round-robin, one burst at a time, while a port has credits
+    (room in its ``window``-beat receive FIFO); the memory answers bursts in the order it
+    accepted them. So a transfer that starts while others stream first waits for the beats
+    already granted to them (up to ``window`` each), then shares the channel equally with
+    them (the fluid limit of round-robin).
 
     ``transfers``: ``(key, arrival, beats)``. Returns ``{key: completion - arrival - beats}``,
     the cycles each transfer lost to the others (0 when it had the channel to itself).
     """
     order = sorted(transfers, key=lambda tr: tr[1])
     delays = {}
-    active = {}  # key -> [remaining beats, arrival, beats]
+    active = {}  # key -> [remaining beats, beats of others still ahead of it, arrival, beats]
     now = 0.0
     i = 0
+    eps = 1e-9
     while i < len(order) or active:
         if not active:
             now = max(now, order[i][1])
-        # Next event: an arrival, or the smallest transfer finishing at the shared rate.
-        share = len(active)
-        t_fin = now + min(r[0] for r in active.values()) * share if active else float("inf")
-        t_arr = order[i][1] if i < len(order) else float("inf")
-        t_next = min(t_fin, t_arr)
-        if active:
-            served = (t_next - now) / share
+        serving = [r for r in active.values() if r[1] <= eps]
+        if active and not serving:  # nothing ahead is left: stop waiting
             for r in active.values():
-                r[0] -= served
+                r[1] = 0.0
+            serving = list(active.values())
+        share = len(serving)
+        # Next event: an arrival, a transfer finishing, or a waiting one reaching the front.
+        t_next = order[i][1] if i < len(order) else float("inf")
+        if serving:
+            t_next = min(t_next, now + min(r[0] for r in serving) * share)
+            waits = [r[1] for r in active.values() if r[1] > eps]
+            if waits:
+                t_next = min(t_next, now + min(waits))
+            dt = t_next - now
+            for r in serving:
+                r[0] -= dt / share
+            for r in active.values():
+                if r[1] > eps:
+                    r[1] -= dt
         now = t_next
-        for key in [key for key, r in active.items() if r[0] <= 1e-9]:
-            _, arrival, beats = active.pop(key)
+        for key in [key for key, r in active.items() if r[0] <= eps]:
+            _, _, arrival, beats = active.pop(key)
             delays[key] = max(0, int(round(now - arrival - beats)))
         while i < len(order) and order[i][1] <= now:
             key, arrival, beats = order[i]
-            active[key] = [float(beats), arrival, beats]
+            ahead = sum(min(r[0], window) for r in active.values())
+            active[key] = [float(beats), ahead, arrival, beats]
             i += 1
     return delays
 
