@@ -69,7 +69,7 @@ class AxiLiteRegisters(wiring.Component):
         irq_status = Signal(1, init=rm["IRQ_STATUS"].reset)
         insn_addr = Signal(32, init=rm["INSN_ADDR"].reset)
         insn_count = Signal(32, init=rm["INSN_COUNT"].reset)
-        sticky = Signal(3)  # AXI_READ, AXI_WRITE, BAD_ADDR (ERROR bits 8..10)
+        sticky = Signal(3)  # AXI_READ, AXI_WRITE, START_UNALIGNED (ERROR bits 8..10)
         done_prev = Signal()
         m.d.sync += done_prev.eq(self.done)
         m.d.comb += [self.insn_addr.eq(insn_addr), self.insn_count.eq(insn_count),

@@ -124,6 +124,13 @@ class RegisterMap:
         return json.dumps(self.to_dict(), indent=2)
 
 
+def _core_error_fields():
+    from .core_errors import CoreError  # the core defines its error bits
+    for flag in CoreError:
+        bit = int(flag).bit_length() - 1
+        yield Field(flag.name, bit, 1, f"core error {flag.name} (see hw/core_errors.py)")
+
+
 def counter_registers():
     """``(core counter name, byte offset)`` of every counter register, from 0x40."""
     return [(name, 0x40 + REG_BYTES * i) for i, name in enumerate(_counter_names())]
@@ -174,16 +181,13 @@ def register_map(cfg=None) -> RegisterMap:
         Register("INSN_COUNT", 0x14, "rw", 0, "Number of 16-byte instructions to fetch."),
         Register("CYCLES", 0x18, "ro", 0, "Clock cycles from START to FINISH of the last run "
                  "(counts while BUSY)."),
-        Register("ERROR", 0x1C, "ro", 0, "Error flags of the last run (cleared by START).",
-                 (Field("DMA_WRITE", 0, 1, "a write DMA completion carried an AXI error"),
-                  Field("BAD_INSN", 1, 1, "an instruction had an unknown opcode or memory "
-                        "type (it was skipped)"),
-                  Field("BAD_PAD", 2, 1, "padding on a LOAD of WGT/UOP or on a STORE "
-                        "(ignored)"),
-                  Field("AXI_READ", 8, 1, "an AXI read returned SLVERR or DECERR"),
-                  Field("AXI_WRITE", 9, 1, "an AXI write response was SLVERR or DECERR"),
-                  Field("BAD_ADDR", 10, 1, "START with INSN_ADDR not 16-byte aligned: "
-                        "the run was refused"))),
+        Register("ERROR", 0x1C, "ro", 0, "Error flags of the last run (cleared by START). "
+                 "Bits 0-7 are the core's CoreError flags (hw/core_errors.py).",
+                 tuple(_core_error_fields()) + (
+                     Field("AXI_READ", 8, 1, "an AXI read returned SLVERR or DECERR"),
+                     Field("AXI_WRITE", 9, 1, "an AXI write response was SLVERR or DECERR"),
+                     Field("START_UNALIGNED", 10, 1, "START with INSN_ADDR not 16-byte "
+                           "aligned: the register file refused to start"))),
         Register("MAGIC", 0x20, "ro", MAGIC, "Constant 'PVTA' (0x41545650): identifies the core."),
         Register("VERSION", 0x24, "ro", REGMAP_VERSION, "Register-map layout version."),
         Register("ID_HASH", 0x28, "ro", fingerprint_hash(cfg),
