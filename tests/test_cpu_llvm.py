@@ -153,14 +153,16 @@ def test_thin_gemm_split_k(m, k, n):
 
 def test_native_pool_splits_and_matches(monkeypatch):
     """Big kernels run through the native pool: chunked ranges, ragged sizes, same result."""
-    from pyvta.runtime.cpu.llvm import pool as pool_mod
+    from pyvta.runtime.cpu.llvm import pool as pool_mod, program
     from pyvta.runtime.cpu.llvm.program import Program
     monkeypatch.setenv("PYVTA_THREADS", "3")
+    monkeypatch.setattr(program, "_NATIVE_MIN_WORK", 1 << 12)    # small kernels too
     if pool_mod.get_pool(3) is None:
         pytest.skip("native pool needs Linux x86-64")
     x, y = f(3, 211, 307), f(211, 1)
     node = Node("Add", "n", ["x", "y"], ["z"], {})
     plan = plan_node(node, [x.shape, y.shape], [x.dtype, y.dtype], {})
+    assert plan.steps[0]._prog._pool is not None
     for _ in range(3):
         np.testing.assert_array_equal(plan([x, y])[0], x + y)
     # a range shorter than threads x chunks, and one of a single item
@@ -179,7 +181,9 @@ def test_native_pool_splits_and_matches(monkeypatch):
 def test_native_pool_concurrent_callers(monkeypatch):
     """Two Python threads calling pooled kernels at once: one runs serially, both correct."""
     import threading
+    from pyvta.runtime.cpu.llvm import program
     monkeypatch.setenv("PYVTA_THREADS", "2")
+    monkeypatch.setattr(program, "_NATIVE_MIN_WORK", 1 << 12)
     x = f(512, 300)
     node = Node("Tanh", "n", ["x"], ["y"], {})
     want = numpy_ops.run_node(node, [x])[0]
@@ -205,3 +209,32 @@ def test_native_pool_rejects_one_thread():
     assert get_pool(1) is None
     with pytest.raises(ValueError, match="at least 2 threads, not 1"):
         NativePool(1)
+
+
+def test_bound_call_reuses_addresses_only_for_stable_inputs():
+    """Same contiguous array objects: addresses remembered; a strided view (copied at each
+    call) or new data in a remembered buffer still gives the right answer."""
+    x, y = f(40, 30), f(40, 30)
+    node = Node("Add", "n", ["x", "y"], ["z"], {})
+    plan = plan_node(node, [x.shape, y.shape], [x.dtype, y.dtype], {})
+    np.testing.assert_array_equal(plan([x, y])[0], x + y)
+    x[:] = f(40, 30)                                   # same buffer, new values
+    np.testing.assert_array_equal(plan([x, y])[0], x + y)
+    big = f(40, 60)
+    view = big[:, ::2]                                 # not contiguous: copied
+    np.testing.assert_array_equal(plan([view, y])[0], view + y)
+    big[:] = f(40, 60)
+    np.testing.assert_array_equal(plan([view, y])[0], view + y)
+    with pytest.raises(ValueError, match="kernel takes 3 buffers, not 2"):
+        plan.steps[0]._prog(x, y)
+
+
+def test_concat_of_long_runs_cut_into_pieces():
+    """Runs longer than a copy piece (64 KiB) are cut; ragged ends and int8 too."""
+    for dtype in (np.float32, np.int8):
+        a = rng.integers(-100, 100, (1, 3, 200, 301)).astype(dtype)
+        b = rng.integers(-100, 100, (1, 5, 200, 301)).astype(dtype)
+        node = Node("Concat", "n", ["a", "b"], ["c"], {"axis": 1})
+        plan = plan_node(node, [a.shape, b.shape], [a.dtype, b.dtype], {})
+        assert plan.steps[0].__name__ == "runs_step"       # one call, memcpy pieces
+        np.testing.assert_array_equal(plan([a, b])[0], np.concatenate([a, b], axis=1))

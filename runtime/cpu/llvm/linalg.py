@@ -151,7 +151,8 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
                         acc = b.fadd(acc, b.load(slots[s][r][v]))
                     vstore(acc, C, b.add(cpos, i64(v * _VEC)))
 
-    tiles_per_block = _NC // _NR
+    # One row group (a GEMV): narrow column blocks, so threads share the range finely.
+    tiles_per_block = _NC // _NR if n_groups > 1 else 2
     n_jb = (n_tiles + tiles_per_block - 1) // tiles_per_block
 
     def for_items(body):
@@ -175,13 +176,17 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
                 with b.if_then(b.icmp_signed("==", rg, i64(index))):
                     body([i64(start_row + r) for r in range(size)], bases, jlo, jhi)
 
-    with kb.loop(0, (K + _KC - 1) // _KC) as kblk:
-        kc = b.mul(kblk, i64(_KC))
-        kend = b.select(b.icmp_signed("<", b.add(kc, i64(_KC)), i64(K)),
-                        b.add(kc, i64(_KC)), i64(K))
+    # Depth blocks keep a block of B in L2 while the row groups reuse it. With one row group
+    # (M <= 6, e.g. a GEMV) nothing reuses it: each panel is then read in one sequential
+    # stream, and C is written once.
+    kcb = K if n_groups == 1 else _KC
+    with kb.loop(0, (K + kcb - 1) // kcb) as kblk:
+        kc = b.mul(kblk, i64(kcb))
+        kend = b.select(b.icmp_signed("<", b.add(kc, i64(kcb)), i64(K)),
+                        b.add(kc, i64(kcb)), i64(K))
         first = b.icmp_signed("==", kblk, i64(0))
         for_items(lambda rows, bases, jlo, jhi: micro(rows, kc, kend, first, bases, jlo, jhi))
-    return kb.finish(batch * n_jb * n_groups, min(M, _MR) * min(Np, _NC) * K)
+    return kb.finish(batch * n_jb * n_groups, min(M, _MR) * min(Np, tiles_per_block * _NR) * K)
 
 
 def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation,

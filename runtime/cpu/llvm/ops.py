@@ -14,7 +14,8 @@ import numpy as np
 from .. import numpy_ops as nops
 from .ops_nn import (plan_conv, plan_gemm, plan_matmul, plan_pack, plan_pool, plan_resize,
                      plan_unpack)
-from .plan import COPY_TYPES, F, NodePlan, _arr, _attr, _bcast_strides, _contig, _copy_plan
+from .plan import (COPY_TYPES, F, BoundCall, NodePlan, _arr, _attr, _bcast_strides, _contig,
+                   _copy_plan)
 from .program import Program
 from .renderer import render_elementwise, render_rows, render_softmax_axis
 
@@ -106,10 +107,7 @@ def _elementwise(out_shape, in_shapes, expr, out_dtype=F, in_dtypes=None, cost=1
     kern = render_elementwise(out_shape, _contig(out_shape), out_dtype,
                               [(_bcast_strides(s, out_shape), 0, d)
                                for s, d in zip(in_shapes, in_dtypes)], expr, cost=cost)
-    prog = Program(kern)
-
-    def step(inputs):
-        prog(out, *[_arr(x) for x in inputs])
+    step = BoundCall(Program(kern), [out])
     return NodePlan([out], [step], 1)
 
 

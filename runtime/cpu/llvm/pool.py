@@ -44,7 +44,8 @@ VOID = ir.VoidType()
 # State block layout, in 8-byte slots; the fields written by different threads sit on
 # different cache lines.
 _WORD = 0      # job word: seq << 40 | chunks << 20 | next chunk to claim
-_DONE = 8      # chunks finished in the current job
+_DONE = 8      # chunks finished in the current job (also a futex word: the caller sleeps on it)
+_WAITING = 9   # nonzero while the caller sleeps on _DONE
 _EPOCH = 16    # futex word (low 32 bits): bumped at every publication
 _SLEEP = 24    # workers asleep (or about to be) on the futex
 _FN = 32       # kernel function pointer
@@ -57,7 +58,9 @@ _SLOTS = _ARGS + MAX_PTRS
 _FIELD = (1 << 20) - 1                  # chunk counts and indexes are 20-bit fields
 MAX_CHUNKS = _FIELD
 #: Time-stamp-counter ticks a worker keeps spinning after its last chunk (~100 us).
-SPIN_TICKS = 300_000
+SPIN_TICKS = 20_000
+#: pause instructions the caller spins for before sleeping until the last chunk is done.
+WAIT_SPINS = 100
 SYS_FUTEX = 202                          # x86-64
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
 
@@ -100,7 +103,20 @@ def _render_pool_ir() -> str:
         b.call(callee, args + [lo, hi])
         b.branch(done_bb)
     b.position_at_end(done_bb)
-    b.atomic_rmw("add", slot(b, state, _DONE), _c(1), "release")
+    # The last chunk wakes the caller if it went to sleep waiting (Dekker-style with the
+    # caller's _WAITING store then _DONE load, all sequentially consistent).
+    old = b.atomic_rmw("add", slot(b, state, _DONE), _c(1), "seq_cst")
+    last = run_chunk.append_basic_block("last")
+    ret = run_chunk.append_basic_block("ret")
+    wake = run_chunk.append_basic_block("wake")
+    b.cbranch(b.icmp_signed("==", b.add(old, _c(1)), n), last, ret)
+    b.position_at_end(last)
+    waiting = b.load_atomic(slot(b, state, _WAITING), "seq_cst", 8, typ=I64)
+    b.cbranch(b.icmp_signed("!=", waiting, _c(0)), wake, ret)
+    b.position_at_end(wake)
+    b.call(syscall, [_c(SYS_FUTEX), slot(b, state, _DONE), _c(FUTEX_WAKE_PRIVATE), _c(1)])
+    b.branch(ret)
+    b.position_at_end(ret)
     b.ret_void()
 
     # try_claim(state) -> chunk index << 20 | chunks, or -1 when nothing is left -------------
@@ -217,8 +233,11 @@ def _render_pool_ir() -> str:
     b.branch(go)
     b.position_at_end(go)
     drain(b, run, state)
-    # Wait for the chunks other threads are still running: spin, and after a while yield
-    # the CPU (the thread we wait for may be waiting for it).
+    # Wait for the chunks other threads are still running: spin briefly, then sleep on the
+    # _DONE futex (the last chunk wakes us). Spinning longer, or yielding, keeps the CPU
+    # from a worker that shares it with us on a busy machine.
+    ts = b.alloca(ir.LiteralStructType([I64, I64]))       # futex timeout: 1 ms
+    b.store(ir.Constant(ir.LiteralStructType([I64, I64]), [0, 1_000_000]), ts)
     spins = b.alloca(I64)
     b.store(_c(0), spins)
     wait_h = run.append_basic_block("wait")
@@ -231,14 +250,24 @@ def _render_pool_ir() -> str:
     b.position_at_end(wait_b)
     k = b.add(b.load(spins), _c(1))
     b.store(k, spins)
-    yld = run.append_basic_block("yield")
+    sleep = run.append_basic_block("sleep")
     pse = run.append_basic_block("pause")
-    b.cbranch(b.icmp_signed(">", k, _c(2000)), yld, pse)
-    b.position_at_end(yld)
-    b.call(sched_yield, [])
-    b.branch(wait_h)
+    b.cbranch(b.icmp_signed(">", k, _c(WAIT_SPINS)), sleep, pse)
     b.position_at_end(pse)
     b.call(pause, [])
+    b.branch(wait_h)
+    b.position_at_end(sleep)
+    b.atomic_rmw("xchg", slot(b, state, _WAITING), _c(1), "seq_cst")
+    done = b.load_atomic(slot(b, state, _DONE), "seq_cst", 8, typ=I64)
+    fwait = run.append_basic_block("futex_wait")
+    after = run.append_basic_block("after_wait")
+    b.cbranch(b.icmp_signed("<", done, chunks), fwait, after)
+    b.position_at_end(fwait)
+    b.call(syscall, [_c(SYS_FUTEX), slot(b, state, _DONE), _c(FUTEX_WAIT_PRIVATE),
+                     b.and_(done, _c(0xFFFFFFFF)), ts])
+    b.branch(after)
+    b.position_at_end(after)
+    b.atomic_rmw("xchg", slot(b, state, _WAITING), _c(0), "seq_cst")
     b.branch(wait_h)
     b.position_at_end(ret)
     b.ret_void()

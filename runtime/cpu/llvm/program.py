@@ -31,7 +31,7 @@ __all__ = ["Program", "num_threads"]
 # microseconds, more than a memory-bound pass over a few megabytes takes; the native pool
 # hands off in a few microseconds (about 10k elements of a memory-bound pass).
 _PARALLEL_MIN_WORK = 1 << 21
-_NATIVE_MIN_WORK = 1 << 16
+_NATIVE_MIN_WORK = 1 << 21
 #: Chunks per thread in the native pool: enough that a late or slow thread costs little.
 _CHUNKS_PER_THREAD = 8
 
@@ -103,10 +103,18 @@ class Program:
                                                or work < _PARALLEL_MIN_WORK)
 
     def __call__(self, *arrays: np.ndarray) -> None:
+        self.call_ptrs(self.pointers(arrays))
+
+    def pointers(self, arrays) -> list:
+        """The data addresses of ``arrays``, checked against the kernel's buffer count."""
+        if len(arrays) != self.kernel.n_ptrs:
+            raise ValueError(f"kernel takes {self.kernel.n_ptrs} buffers, not {len(arrays)}")
+        return [_address(a) for a in arrays]
+
+    def call_ptrs(self, ptrs: list) -> None:
+        """Run the kernel on buffer addresses from :meth:`pointers` (the caller keeps the
+        arrays alive)."""
         k = self.kernel
-        if len(arrays) != k.n_ptrs:
-            raise ValueError(f"kernel takes {k.n_ptrs} buffers, not {len(arrays)}")
-        ptrs = [_address(a) for a in arrays]
         extent = k.extent
         if self._pool is not None and self._pool.run(self._addr, ptrs, extent, self._chunks):
             return

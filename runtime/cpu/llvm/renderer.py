@@ -433,19 +433,40 @@ def render_softmax_axis(kind: str, outer: int, length: int, inner: int) -> Kerne
     return kb.finish(outer, length * inner * 12)
 
 
+#: Pieces a long copy run is cut into, so that threads can share it (bytes per piece at least).
+_COPY_PIECE_BYTES = 1 << 16
+_COPY_MAX_PIECES = 64
+
+
 def render_copy_runs(runs, dtype) -> Kernel:
     """Several contiguous runs copied in one call (Concat/Split parts): argument 0 is the
     output, argument ``k + 1`` the source of run ``k``; ``runs`` = (out offset, source offset,
-    count) in elements. One kernel call instead of one per part; no parallel split."""
+    count) in elements. One kernel call instead of one per part; the runs are cut into pieces
+    of at least 64 KiB (at most 64 pieces), the parallel range, so threads share them."""
+    item = np.dtype(dtype).itemsize
+    total = sum(c for _, _, c in runs)
+    piece = max(_COPY_PIECE_BYTES // item, -(-total // _COPY_MAX_PIECES), 1)
+    pieces = []          # (source argument, out offset, source offset, count)
+    for k, (ooff, ioff, count) in enumerate(runs):
+        for start in range(0, count, piece):
+            pieces.append((k + 1, ooff + start, ioff + start, min(piece, count - start)))
     kb = KernelBuilder(1 + len(runs))
     b = kb.b
     ty = LLVM_TYPES[np.dtype(dtype)][0]
     memcpy = kb.intrinsic("llvm.memcpy.p0.p0.i64", VOID, [PTR, PTR, I64, I1])
-    with kb.if_(b.icmp_signed("<", kb.lo, kb.hi)):
-        for k, (ooff, ioff, count) in enumerate(runs):
-            b.call(memcpy, [kb.gep(kb.ptrs[0], i64(ooff), ty), kb.gep(kb.ptrs[k + 1], i64(ioff), ty),
-                            i64(count * np.dtype(dtype).itemsize), ir.Constant(I1, 0)])
-    return kb.finish(1, sum(c for _, _, c in runs))
+    with kb.loop(kb.lo, kb.hi) as p:
+        kb._blocks += 1
+        after = kb.fn.append_basic_block(f"s{kb._blocks}")
+        sw = b.switch(p, after)
+        for index, (arg, ooff, ioff, count) in enumerate(pieces):
+            case = kb.fn.append_basic_block(f"c{kb._blocks}_{index}")
+            sw.add_case(i64(index), case)
+            b.position_at_end(case)
+            b.call(memcpy, [kb.gep(kb.ptrs[0], i64(ooff), ty), kb.gep(kb.ptrs[arg], i64(ioff), ty),
+                            i64(count * item), ir.Constant(I1, 0)])
+            b.branch(after)
+        b.position_at_end(after)
+    return kb.finish(max(1, len(pieces)), piece)
 
 
 def render_rows(kind: str, rows: int, length: int, eps: float = 0.0) -> Kernel:
