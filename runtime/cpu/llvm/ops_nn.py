@@ -113,19 +113,25 @@ def _packed_operand(b, const: bool, cache: dict, transpose: bool = False):
 
 
 def _gemm_core(M, N, K, a_strides, bias_kind):
-    """A GEMM writing an (M, N) output: the kernel plus, for ragged N, a padded buffer."""
+    """A GEMM writing an (M, N) output: returns ``(run, Np, out)`` where ``run(a, bpacked,
+    *extra)`` fills the (M, N) array ``out``. The kernel writes whole 16-column panels: for
+    ragged N it writes a padded buffer, copied out (or, for one row, the output is a view of
+    that padded row: no copy)."""
     Np = padded_cols(N)
     gemm = Program(render_gemm(M, N, K, a_strides, bias_kind))
-    cpad = np.empty((M, Np), F) if Np != N else None
-    unpad = _unpad_copy(M, N, Np) if cpad is not None else None
+    if Np == N:
+        out = np.empty((M, N), F)
+        return (lambda a, bpacked, *extra: gemm(out, a, bpacked, *extra)), Np, out
+    cpad = np.empty((M, Np), F)
+    if M == 1:
+        return (lambda a, bpacked, *extra: gemm(cpad, a, bpacked, *extra)), Np, cpad[:, :N]
+    out = np.empty((M, N), F)
+    unpad = _unpad_copy(M, N, Np)
 
-    def run(out2d, a, bpacked, *extra):
-        if cpad is None:
-            gemm(out2d, a, bpacked, *extra)
-        else:
-            gemm(cpad, a, bpacked, *extra)
-            unpad(out2d, cpad)
-    return run, Np
+    def run(a, bpacked, *extra):
+        gemm(cpad, a, bpacked, *extra)
+        unpad(out, cpad)
+    return run, Np, out
 
 
 def plan_gemm(node, shapes, dtypes, consts):
@@ -140,8 +146,7 @@ def plan_gemm(node, shapes, dtypes, consts):
     bias_kind = "none"
     if has_c:
         bias_kind = "col" if tuple(shapes[2]) in ((N,), (1, N)) else "full"
-    run, Np = _gemm_core(M, N, K, (1, M) if ta else (K, 1), bias_kind)
-    out = np.empty((M, N), F)
+    run, Np, out = _gemm_core(M, N, K, (1, M) if ta else (K, 1), bias_kind)
     cache: dict = {}
     bias_cache: dict = {}
 
@@ -162,7 +167,7 @@ def plan_gemm(node, shapes, dtypes, consts):
                 if 2 in consts:
                     bias_cache[id(cval)] = (cval, padded)
             extra = [padded]
-        run(out, _arr(ins[0]), bp, *extra)
+        run(_arr(ins[0]), bp, *extra)
     return NodePlan([out], [step], 1)
 
 
@@ -174,12 +179,12 @@ def plan_matmul(node, shapes, dtypes, consts):
         return None
     K, N = b
     M = int(np.prod(a[:-1], dtype=np.int64))
-    run, _ = _gemm_core(M, N, K, (K, 1), "none")
-    out = np.empty(tuple(a[:-1]) + (N,), F)
+    run, _, out2d = _gemm_core(M, N, K, (K, 1), "none")
+    out = out2d.reshape(tuple(a[:-1]) + (N,))      # a view (out2d's rows are contiguous)
     cache: dict = {}
 
     def step(ins):
-        run(out.reshape(M, N), _arr(ins[0]), _packed_operand(ins[1], 1 in consts, cache))
+        run(_arr(ins[0]), _packed_operand(ins[1], 1 in consts, cache))
     return NodePlan([out], [step], 1)
 
 

@@ -28,8 +28,11 @@ __all__ = ["Program", "num_threads"]
 
 # Below this much work (elements touched, weighted by the kernel's cost per element) a kernel
 # runs on the calling thread only. Through the executor a hand-off costs tens of
-# microseconds, more than a memory-bound pass over a few megabytes takes; the native pool
-# hands off in a few microseconds (about 10k elements of a memory-bound pass).
+# microseconds, more than a memory-bound pass over a few megabytes takes. The native pool
+# hands off in a few microseconds, but a parallel call also waits for the slowest thread:
+# on a machine whose cores are busy with other processes (the project's shared 2-core
+# machines, load 5-7) a second thread was measured to make 50-300 us kernels slower at the
+# median (element-wise passes +20-100 %), so the native pool uses the same threshold.
 _PARALLEL_MIN_WORK = 1 << 21
 _NATIVE_MIN_WORK = 1 << 21
 #: Chunks per thread in the native pool: enough that a late or slow thread costs little.
