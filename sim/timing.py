@@ -4,29 +4,37 @@
 stage reads instructions by DMA and dispatches them in order into three bounded command
 queues; the load, compute and store modules each execute their queue in order, block on the
 four dependency-token queues and share one DRAM read channel; the store module owns the write
-channel. It is an event model at instruction granularity, not a cycle-by-cycle simulation, so
-it costs a few microseconds per instruction and needs no DRAM contents.
+channel. It is an event model at instruction granularity, not a cycle-by-cycle simulation: it
+needs no DRAM contents and costs some tens of microseconds per instruction (a few passes, see
+:meth:`TimingModel.estimate`), whatever the number of micro-ops or beats.
 
-What the model knows about the RTL (each constant below names the hardware behaviour it stands
-for; the values were measured on the Verilator simulation, ``bench/timing_accuracy.py``):
+What the model knows about the RTL (the constants in :class:`_Constants` name the hardware
+behaviour they stand for; their values were measured on the Verilator simulation with
+micro-benchmarks, and ``bench/timing_accuracy.py`` checks the whole model):
 
-* DRAM: every read burst's first beat comes ``dram_latency`` cycles after its address; the read
-  channel (shared by fetch, load and compute) and the write channel each move one
-  ``cfg.axi_bytes`` beat per cycle. Transfers reserve the read channel in the order they are
-  issued (a fluid approximation of the AXI master's round-robin burst arbitration).
-* Fetch: ``ceil(16 / axi_bytes)`` beats per instruction, at most one dispatch per beat group;
-  it reads ahead as far as the command queues (``cfg.cmd_queue_depth``) and its receive FIFO
-  allow.
-* Load / store: a LOAD or STORE costs a fixed handshake overhead, one DRAM latency (requests
-  of the next instruction are not issued before the current one is done), one cycle per data
-  beat and one per padding element; a STORE also waits for its last write response.
+* DRAM (the AXI4 model of ``sim/rtl``): every read burst's first beat comes ``dram_latency``
+  cycles after its address; the read channel (shared by fetch, load and compute) and the
+  write channel each move one ``cfg.axi_bytes`` beat per cycle, or ``1 - stall/256`` of one
+  with random stalls of density ``dram_stall``. The AXI master grants ports round-robin, a
+  16-beat burst at a time, up to a 128-beat receive FIFO per port, and the memory answers in
+  grant order: a transfer first waits for the beats already granted to the others, then
+  shares the channel equally with them.
+* Fetch: ``16 / axi_bytes`` beats per instruction, one dispatch per instruction's beats; it
+  reads ahead as far as its receive FIFO and the command queues (``cfg.cmd_queue_depth``)
+  allow, and its read-ahead competes for the read channel (a program's first loads wait for
+  up to 128 beats of instructions).
+* Load / store: a fixed handshake overhead, one DRAM latency (the next instruction's requests
+  are only issued once the current one is done), one cycle per data beat and per padding
+  element, one DMA request per row at most every other cycle; a STORE also waits for its last
+  write response.
 * Compute: one micro-op per cycle (two for a tensor-operand ALU micro-op when the ACC SRAM has
   a single read port), no bubble between consecutive GEMM/ALU instructions; an instruction that
   pushes a token first drains the pipeline; LOAD UOP/ACC and FINISH wait for an empty pipeline;
-  a micro-op load consumes one micro-op per cycle.
+  a micro-op load writes one micro-op per cycle.
 
-Not modelled: the token queues' capacity (a push never blocks) and the random AXI stalls of the
-test DRAM model (``stall`` > 0 makes the RTL slower than the estimate).
+Not modelled: the token queues' capacity (a push never blocks; programs that keep more tokens
+in flight than ``cfg.dep_queue_depth`` run slower on the RTL than estimated) and the exact
+stall pattern (stalls are an average bandwidth cost).
 """
 
 from __future__ import annotations
