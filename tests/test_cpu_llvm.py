@@ -239,3 +239,19 @@ def test_concat_of_long_runs_cut_into_pieces():
         plan = plan_node(node, [a.shape, b.shape], [a.dtype, b.dtype], {})
         assert plan.steps[0].__name__ == "runs_step"       # one call, memcpy pieces
         np.testing.assert_array_equal(plan([a, b])[0], np.concatenate([a, b], axis=1))
+
+
+def test_native_pool_close():
+    """Closed pools let their workers return and run nothing more (the caller runs it)."""
+    from pyvta.runtime.cpu.llvm.pool import NativePool
+    from pyvta.runtime.cpu.llvm.program import Program
+    pool = NativePool(2)
+    kern = render_elementwise((4096,), (1,), np.float32, [((1,), 0, np.float32)],
+                              lambda kb, m, v: kb.b.fadd(v, v))
+    prog = Program(kern)
+    x, out = f(4096), np.zeros(4096, np.float32)
+    assert pool.run(prog._addr, prog.pointers([out, x]), 4096, 7)
+    np.testing.assert_array_equal(out, x + x)
+    pool.close()
+    assert not any(t.is_alive() for t in pool._workers)
+    assert not pool.run(prog._addr, prog.pointers([out, x]), 4096, 7)

@@ -21,6 +21,7 @@ elsewhere and :mod:`.program` falls back to the executor.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import platform
 import sys
@@ -314,13 +315,22 @@ class NativePool:
         for t in self._workers:
             t.start()
 
+    def close(self, timeout: float = 0.5) -> None:
+        """Make the workers return (they notice within their 50 ms futex timeout) and join
+        them; registered at exit, so no worker runs compiled code while the interpreter
+        tears down the engine that holds it."""
+        self._state[_QUIT] = 1
+        for t in self._workers:
+            t.join(timeout)
+
     def run(self, fn_addr: int, ptrs, extent: int, chunks: int) -> bool:
         """Run ``fn(*ptrs, lo, hi)`` over ``[0, extent)`` in ``chunks`` pieces on all threads.
 
         Returns ``False`` (having run nothing) when another thread is using the pool or the
         kernel has too many buffers: the caller then runs it itself.
         """
-        if len(ptrs) > MAX_PTRS or not self._lock.acquire(blocking=False):
+        if len(ptrs) > MAX_PTRS or self._state[_QUIT] or \
+                not self._lock.acquire(blocking=False):
             return False
         try:
             if ptrs != self._last_ptrs:
@@ -346,4 +356,5 @@ def get_pool(threads: int):
             return pool
     pool = NativePool(threads)
     _POOL.append(pool)
+    atexit.register(pool.close)
     return pool
