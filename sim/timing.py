@@ -85,6 +85,8 @@ class _Constants:
     tile_write: int = 1
     #: Store: from the POP cycle to the first write beat.
     store_first: int = 3
+    #: Write burst slot turnaround beyond its beats and the response latency.
+    write_turn: int = 1
     #: Store: after the last write response to the next instruction taken.
     store_tail: int = 3
     #: Compute: cycles from the last micro-op issued to an empty pipeline.
@@ -96,6 +98,8 @@ class _Constants:
 CONSTANTS = _Constants()
 #: Beats per AXI burst (``hw/top.MAX_BURST``).
 _BURST_BEATS = 16
+#: Write bursts in flight between address and response (``hw/axi.AxiMaster``'s default).
+_MAX_WRITE_BURSTS = 8
 #: Cycles between two DMA requests of one port (the AXI master takes a request, then grants
 #: its bursts, then takes the next).
 _ROW_REQUEST_CYCLES = 2
@@ -540,13 +544,18 @@ class TimingModel:
                     rec.work = beats
                     t_push = done + k.load_tail - 1
                 else:
-                    beats = insn.y_size * insn.x_size * max(
-                        1, cfg.out_elem_bytes // cfg.axi_bytes)
+                    row = insn.x_size * max(1, cfg.out_elem_bytes // cfg.axi_bytes)
+                    beats = insn.y_size * row
                     write_beats += beats
                     rec.work = beats
-                    t_push = (t_pop + k.store_first + round(beats * self._beat_cost) + lat
-                              + k.store_tail - 1)
-                    rec.dma_stall += lat
+                    # At most MAX_WRITE_BURSTS bursts between address and response: rows of
+                    # a few beats are bound by the response latency, not by the bandwidth.
+                    bursts = insn.y_size * -(-row // _BURST_BEATS)
+                    blen = beats / bursts
+                    stream = max(beats * self._beat_cost,
+                                 bursts * (blen + lat + k.write_turn) / _MAX_WRITE_BURSTS)
+                    t_push = (t_pop + k.store_first + round(stream) + lat + k.store_tail - 1)
+                    rec.dma_stall += round(stream) - beats + lat
                 for q in pushes:
                     tokens[q].append(t_push)
                 rec.end = t_push + 1
