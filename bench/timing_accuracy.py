@@ -8,6 +8,7 @@ DRAM latencies:
 * ``tiled GEMM MxKxN tT``: ``sim/programs.gemm_program`` (double-buffered loads, ALU passes,
   stores, tokens), the shapes of the GEMM benchmarks;
 * ``random S``: ``sim/randprog.random_program(work=...)`` lockstep programs;
+* ``lowered``: a small partition compiled by ``pyvta.compiler.lower`` (``bench/lower_rtl.py``);
 * ``conformance``: VTA's conformance kernels (short programs: a fixed overhead of a few
   cycles is a large fraction of them, and the 5 % target only applies above 10,000 cycles).
 
@@ -58,9 +59,26 @@ def benchmark_programs(cfg, quick: bool = False):
         out.append((f"random {seed} (work 20000)", rp.encode(), rp.dram.tobytes(),
                     rp.dram.base))
     if not quick:
+        out.append(lowered_partition(cfg))
         for name, b in conformance_suite(cfg, large=False):
             out.append((f"conformance {name}", b.encode(), b.dram.tobytes(), b.dram.base))
     return out
+
+
+def lowered_partition(cfg):
+    """The compiler's output for a small partition (``bench/lower_rtl.small_partition``:
+    3x3 convolution + ReLU, 3x3/2 max pooling, residual add) with random inputs."""
+    from lower_rtl import small_partition
+    rng = np.random.default_rng(0)
+    prog, feeds = small_partition(cfg, rng)
+    img = np.zeros(-(-prog.dram_size // 64) * 64, np.uint8)
+    for off, data in prog.segments:
+        img[off:off + len(data)] = np.frombuffer(data, np.uint8)
+    for p in prog.inputs:
+        img[p.offset:p.offset + p.nbytes(cfg)] = np.frombuffer(p.pack(feeds[p.name], cfg),
+                                                               np.uint8)
+    return ("lowered conv3x3+maxpool+add (compiler)", prog.relocated_insns(0, cfg),
+            img.tobytes(), 0)
 
 
 def compare(cfg, programs, latencies, simulator="verilator"):
