@@ -255,3 +255,27 @@ def test_native_pool_close():
     pool.close()
     assert not any(t.is_alive() for t in pool._workers)
     assert not pool.run(prog._addr, prog.pointers([out, x]), 4096, 7)
+
+
+def test_thread_choice_follows_the_faster_mode(monkeypatch):
+    """Probing alternates the modes, then the faster median wins; re-probes let it change."""
+    from pyvta.runtime.cpu.llvm.program import ThreadChoice
+    monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    c = ThreadChoice()
+    cost = {True: 2.0, False: 1.0}             # parallel is slower (a busy machine)
+    modes = []
+    for _ in range(200):
+        par = c.next_parallel()
+        modes.append(par)
+        c.record(par, cost[par])
+    assert modes[:10].count(True) == 5 and modes[:10].count(False) == 5
+    assert c.parallel is False
+    assert 1 <= modes[10:].count(True) <= 200 // ThreadChoice.REPROBE + 1
+    cost = {True: 0.5, False: 1.0}             # the machine got idle: splitting wins again
+    for _ in range(ThreadChoice.REPROBE * ThreadChoice.PROBES + 1):
+        par = c.next_parallel()
+        c.record(par, cost[par])
+    assert c.parallel is True
+    monkeypatch.setenv("PYVTA_ADAPTIVE_THREADS", "0")
+    fixed = ThreadChoice()
+    assert all(fixed.next_parallel() for _ in range(20))

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 import weakref
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +26,7 @@ from .compiler import get_compiler
 from .pool import MAX_PTRS, get_pool
 from .renderer import Kernel
 
-__all__ = ["Program", "num_threads"]
+__all__ = ["Program", "ThreadChoice", "num_threads"]
 
 # Below this much work (elements touched, weighted by the kernel's cost per element) a kernel
 # runs on the calling thread only. Through the executor a hand-off costs tens of
@@ -104,6 +106,7 @@ class Program:
         self._chunks = min(kernel.extent, self.threads * _CHUNKS_PER_THREAD)
         self._serial = self._pool is None and (min(self.threads, kernel.extent) <= 1
                                                or work < _PARALLEL_MIN_WORK)
+        self.choice = None if self._serial else ThreadChoice()
 
     def __call__(self, *arrays: np.ndarray) -> None:
         self.call_ptrs(self.pointers(arrays))
@@ -117,13 +120,22 @@ class Program:
     def call_ptrs(self, ptrs: list) -> None:
         """Run the kernel on buffer addresses from :meth:`pointers` (the caller keeps the
         arrays alive)."""
-        k = self.kernel
-        extent = k.extent
-        if self._pool is not None and self._pool.run(self._addr, ptrs, extent, self._chunks):
-            return
-        if self._serial or self._pool is not None:
+        extent = self.kernel.extent
+        if self._serial:
             self._fn(*ptrs, 0, extent)
             return
+        choice = self.choice
+        parallel = choice.next_parallel()
+        t0 = time.perf_counter()
+        if parallel:
+            parallel = self._run_parallel(ptrs, extent)
+        if not parallel:
+            self._fn(*ptrs, 0, extent)
+        choice.record(parallel, time.perf_counter() - t0)
+
+    def _run_parallel(self, ptrs, extent) -> bool:
+        if self._pool is not None:
+            return self._pool.run(self._addr, ptrs, extent, self._chunks)
         nt = min(self.threads, extent)
         bounds = [extent * t // nt for t in range(nt + 1)]
         futures = [_pool().submit(self._fn, *ptrs, bounds[t], bounds[t + 1])
@@ -131,3 +143,47 @@ class Program:
         self._fn(*ptrs, bounds[0], bounds[1])
         for f in futures:
             f.result()
+        return True
+
+
+class ThreadChoice:
+    """Chooses, per kernel, between a split (parallel) and a single-thread call by timing both.
+
+    A parallel call waits for its slowest thread; when the machine's cores are busy with
+    other processes a worker is often preempted, and a split kernel was measured to take
+    twice as long as on one thread (convolution GEMMs on the project's shared 2-core
+    machines, load 3-7) while on an idle machine it takes half as long. So the first calls
+    alternate the two modes (``PROBES`` each), then the mode with the lower median of its
+    last ``PROBES`` times runs, and every ``REPROBE``-th call times the other mode once, so
+    the choice follows the load. ``PYVTA_ADAPTIVE_THREADS=0`` always splits.
+    """
+
+    PROBES = 5
+    REPROBE = 50
+
+    def __init__(self):
+        self.adaptive = os.environ.get("PYVTA_ADAPTIVE_THREADS", "1") != "0"
+        self.times = {True: deque(maxlen=self.PROBES), False: deque(maxlen=self.PROBES)}
+        self.parallel = True        #: the mode currently chosen
+        self.calls = 0
+
+    def next_parallel(self) -> bool:
+        """Whether the next call should be split."""
+        if not self.adaptive:
+            return True
+        self.calls += 1
+        par, ser = self.times[True], self.times[False]
+        if len(par) < self.PROBES or len(ser) < self.PROBES:
+            return len(par) <= len(ser)          # still probing: alternate
+        if self.calls % self.REPROBE == 0:
+            return not self.parallel
+        return self.parallel
+
+    def record(self, parallel: bool, seconds: float) -> None:
+        """Account one call's time in the mode it actually ran in."""
+        if not self.adaptive:
+            return
+        self.times[parallel].append(seconds)
+        par, ser = self.times[True], self.times[False]
+        if len(par) == self.PROBES and len(ser) == self.PROBES:
+            self.parallel = sorted(par)[self.PROBES // 2] <= sorted(ser)[self.PROBES // 2]
