@@ -5,7 +5,7 @@ stage reads instructions by DMA and dispatches them in order into three bounded 
 queues; the load, compute and store modules each execute their queue in order, block on the
 four dependency-token queues and share one DRAM read channel; the store module owns the write
 channel. It is an event model at instruction granularity, not a cycle-by-cycle simulation: it
-needs no DRAM contents and costs some tens of microseconds per instruction (a few passes, see
+needs no DRAM contents and costs about 0.1 ms per instruction (a few passes, see
 :meth:`TimingModel.estimate`), whatever the number of micro-ops or beats.
 
 What the model knows about the RTL (the constants in :class:`_Constants` name the hardware
@@ -384,19 +384,42 @@ class TimingModel:
             insns = list(program)
         if not insns:
             raise TimingError("the instruction stream is empty: a program must end with FINISH")
-        report, transfers = self._pass(insns, None)
+        static = [self._static(insn) for insn in insns]
+        report, transfers = self._pass(insns, static, None)
         for _ in range(self.PASSES - 1):
             if len(transfers) < 2:
                 break
             delays = _share_delays(transfers, self.k.fetch_fifo_beats)
-            new, transfers = self._pass(insns, delays)
+            new, transfers = self._pass(insns, static, delays)
             settled = abs(new.cycles - report.cycles) <= max(1, report.cycles // 2000)
             report = new
             if settled:
                 break
         return report
 
-    def _pass(self, insns, delays):
+    def _static(self, insn):
+        """What the passes need of one instruction: (kind, token queues popped, token queues
+        pushed, cost: micro-op issue cycles or a load's (beats, lead, span))."""
+        mod = _route(insn)
+        if mod == _LOAD:
+            pops = ["c2l"] if insn.pop_next_dep else []
+            pushes = ["l2c"] if insn.push_next_dep else []
+        elif mod == _STORE:
+            pops = ["c2s"] if insn.pop_prev_dep else []
+            pushes = ["s2c"] if insn.push_prev_dep else []
+        else:
+            pops = [q for q, f in (("l2c", insn.pop_prev_dep), ("s2c", insn.pop_next_dep)) if f]
+            pushes = [q for q, f in (("c2l", insn.push_prev_dep), ("c2s", insn.push_next_dep))
+                      if f]
+        cost = None
+        if isinstance(insn, (GemmInsn, AluInsn)):
+            cost = self._uop_count(insn)
+        elif insn.opcode is Opcode.LOAD and insn.x_size and insn.y_size:
+            cost = self._uop_load(insn) if insn.memory_type is MemType.UOP \
+                else self._tile_load(insn)
+        return _kind(insn), pops, pushes, cost
+
+    def _pass(self, insns, static, delays):
         """One run of the event model: (report, read transfers as (index, arrival, beats))."""
         cfg, k, lat = self.cfg, self.k, self.dram_latency
         n = len(insns)
@@ -496,21 +519,6 @@ class TimingModel:
                 return None
             return max(t, tokens[q][idx] + 1)
 
-        def pops_of(mod, insn):
-            if mod == _LOAD:
-                return ["c2l"] if insn.pop_next_dep else []
-            if mod == _STORE:
-                return ["c2s"] if insn.pop_prev_dep else []
-            return [q for q, f in (("l2c", insn.pop_prev_dep), ("s2c", insn.pop_next_dep)) if f]
-
-        def pushes_of(mod, insn):
-            if mod == _LOAD:
-                return ["l2c"] if insn.push_next_dep else []
-            if mod == _STORE:
-                return ["s2c"] if insn.push_prev_dep else []
-            return [q for q, f in (("c2l", insn.push_prev_dep), ("c2s", insn.push_next_dep))
-                    if f]
-
         def candidate(mod):
             """(earliest cycle the module's next instruction can be taken, ...) or None."""
             p = pos[mod]
@@ -527,7 +535,7 @@ class TimingModel:
                 elif insn.opcode is Opcode.FINISH or (
                         insn.opcode is Opcode.LOAD and insn.x_size and insn.y_size):
                     t = max(t, comp["quiet"])
-            for q in pops_of(mod, insn):
+            for q in static[i][1]:
                 t = token_ready(q, t)
                 if t is None:
                     return None
@@ -538,9 +546,8 @@ class TimingModel:
             i = per_module[mod][pos[mod]]
             insn = insns[i]
             t_take = max(free[mod], dispatch[i] + k.queue_latency)
-            rec = InsnTiming(i, mod, _kind(insn), dispatch[i], t_take, t_take)
-            pops = pops_of(mod, insn)
-            pushes = pushes_of(mod, insn)
+            kind, pops, pushes, cost = static[i]
+            rec = InsnTiming(i, mod, kind, dispatch[i], t_take, t_take)
             sync_only = isinstance(insn, MemInsn) and (insn.x_size == 0 or insn.y_size == 0)
             if mod in (_LOAD, _STORE):
                 t_pop = t_take + 1
@@ -553,7 +560,7 @@ class TimingModel:
                                                     or insn.memory_type is not MemType.OUT)):
                     t_push = t_pop + 1
                 elif mod == _LOAD:
-                    beats, lead, span = self._tile_load(insn)
+                    beats, lead, span = cost
                     done, stall = read_dma(i, t_pop, beats, lead, span)
                     rec.dma_stall += stall
                     rec.work = beats
@@ -592,7 +599,7 @@ class TimingModel:
                 for q in pops:
                     popped[q] += 1
                 if is_loop:
-                    u = self._uop_count(insn)
+                    u = cost
                     issued = max(0, insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
                     if isinstance(insn, GemmInsn):
                         gemm_uops += issued
@@ -612,10 +619,7 @@ class TimingModel:
                         t_push = None
                         rec.end = d + 1
                 elif is_load:
-                    if insn.memory_type is MemType.UOP:
-                        beats, lead, span = self._uop_load(insn)
-                    else:
-                        beats, lead, span = self._tile_load(insn)
+                    beats, lead, span = cost
                     done, stall = read_dma(i, d, beats, lead, span)
                     rec.dma_stall += stall
                     rec.work = beats
