@@ -5,7 +5,7 @@ stage reads instructions by DMA and dispatches them in order into three bounded 
 queues; the load, compute and store modules each execute their queue in order, block on the
 four dependency-token queues and share one DRAM read channel; the store module owns the write
 channel. It is an event model at instruction granularity, not a cycle-by-cycle simulation: it
-needs no DRAM contents and costs about 0.1 ms per instruction (a few passes, see
+needs no DRAM contents and costs about 0.2 ms per instruction (a few passes, see
 :meth:`TimingModel.estimate`), whatever the number of micro-ops or beats.
 
 What the model knows about the RTL (the constants in :class:`_Constants` name the hardware
