@@ -43,6 +43,15 @@ module pyvta_sim #(
     output wire [31:0] dram_beats_read,
     output wire [31:0] dram_beats_written
 );
+    // The clock: from the testbench (cocotb's Clock) or, with PYVTA_INTERNAL_CLOCK defined,
+    // generated here, so the simulator never returns to the VPI layer between edges.
+`ifdef PYVTA_INTERNAL_CLOCK
+    reg clk_gen = 1'b0;
+    always #5 clk_gen = ~clk_gen;
+    wire core_clk = clk_gen;
+`else
+    wire core_clk = clk;
+`endif
     wire [IDW-1:0] awid, bid, arid, rid;
     wire [31:0] awaddr, araddr;
     wire [7:0] awlen, arlen;
@@ -56,7 +65,7 @@ module pyvta_sim #(
     wire [DW/8-1:0] wstrb;
 
     pyvta_top accel (
-        .clk(clk), .rst(rst), .interrupt(interrupt),
+        .clk(core_clk), .rst(rst), .interrupt(interrupt),
         .m_axi_awid(awid), .m_axi_awaddr(awaddr), .m_axi_awlen(awlen), .m_axi_awsize(awsize),
         .m_axi_awburst(awburst), .m_axi_awlock(awlock), .m_axi_awcache(awcache),
         .m_axi_awprot(awprot), .m_axi_awqos(awqos), .m_axi_awvalid(awvalid),
@@ -87,7 +96,7 @@ module pyvta_sim #(
     );
 
     pyvta_axi_dram #(.DW(DW), .IDW(IDW), .LOG_WORDS(LOG_WORDS)) dram (
-        .clk(clk), .rst(rst), .base(dram_base), .latency(dram_latency), .stall(dram_stall),
+        .clk(core_clk), .rst(rst), .base(dram_base), .latency(dram_latency), .stall(dram_stall),
         .seed(dram_seed), .load_req(dram_load), .dump_req(dram_dump),
         .clear_words(dram_clear_words), .wmin(dram_wmin), .wmax(dram_wmax),
         .written(dram_written), .protocol_errors(dram_protocol_errors),
