@@ -313,6 +313,9 @@ class TimingModel:
         # A channel that drops READY/VALID with probability stall/256 in each cycle needs
         # 1 / (1 - stall/256) cycles per beat on average.
         self._beat_cost = 256 / (256 - dram_stall)
+        # ... and each handshake (address, first data, write response) waits
+        # p / (1 - p) cycles on average: the DRAM latency seen by one transfer grows.
+        self._stall_wait = dram_stall / (256 - dram_stall)
         self.acc_read_ports = acc_read_ports
         self.k = constants
         ab = cfg.axi_bytes
@@ -450,7 +453,7 @@ class TimingModel:
             nonlocal read_beats
             read_beats += beats
             beats = -(-int(beats * self._beat_cost * 1024) // 1024)
-            arrival = max(t_go + k.dma_first + lat, t_go + lead)
+            arrival = max(t_go + k.dma_first + lat + round(2 * self._stall_wait), t_go + lead)
             if beats:
                 transfers.append((idx, arrival, beats))
             if delays is None:
@@ -576,8 +579,9 @@ class TimingModel:
                     blen = beats / bursts
                     stream = max(beats * self._beat_cost,
                                  bursts * (blen + lat + k.write_turn) / _MAX_WRITE_BURSTS)
-                    t_push = (t_pop + k.store_first + round(stream) + lat + k.store_tail - 1)
-                    rec.dma_stall += round(stream) - beats + lat
+                    resp = lat + round(3 * self._stall_wait)
+                    t_push = (t_pop + k.store_first + round(stream) + resp + k.store_tail - 1)
+                    rec.dma_stall += round(stream) - beats + resp
                 for q in pushes:
                     tokens[q].append(t_push)
                 rec.end = t_push + 1
