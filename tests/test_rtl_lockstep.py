@@ -148,7 +148,7 @@ def test_rtl_random_tiny_verilator():
     """Random GEMM and ALU programs under random DRAM latency and AXI stalls."""
     cfg = load_config("tiny")
     seed0 = int(os.environ.get("PYVTA_RTL_SEED", 20261124))
-    count = 1 if "PYVTA_RTL_SEED" in os.environ else 24
+    count = 1 if "PYVTA_RTL_SEED" in os.environ else 200
     cases = []
     for i in range(count):
         seed = seed0 + i
