@@ -276,3 +276,13 @@ def test_hw_verilog_cli(tmp_path):
     meta = json.loads((tmp_path / f"{cfg.fingerprint}.json").read_text())
     assert meta["register_map"] == register_map(cfg).to_dict()
     assert meta["config"] == cfg.to_dict()
+
+
+def test_rtl_128bit_bus_verilator():
+    """A 128-bit AXI configuration (zcu104): GEMM and ALU under stalls."""
+    cfg = load_config("zcu104")
+    rng = np.random.default_rng(4)
+    cases = [gemm_case(cfg, rng, 64, 96, 48, 2, latency=30, stall=80, seed=7),
+             alu_case(cfg, rng, [(AluOp.ADD, "tensor"), (AluOp.SHR, 2)], latency=5, stall=150,
+                      seed=9)]
+    run_and_check(cfg, "verilator", cases)
