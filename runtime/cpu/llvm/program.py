@@ -34,9 +34,11 @@ __all__ = ["Program", "ThreadChoice", "num_threads"]
 # hands off in a few microseconds, but a parallel call also waits for the slowest thread:
 # on a machine whose cores are busy with other processes (the project's shared 2-core
 # machines, load 5-7) a second thread was measured to make 50-300 us kernels slower at the
-# median (element-wise passes +20-100 %), so the native pool uses the same threshold.
+# median (element-wise passes +20-100 %). The native pool takes kernels from 1M on (the
+# 1280x1000 GEMV of a classifier, which OpenBLAS splits): :class:`ThreadChoice` then keeps
+# each one on a single thread whenever splitting it is measured slower.
 _PARALLEL_MIN_WORK = 1 << 21
-_NATIVE_MIN_WORK = 1 << 21
+_NATIVE_MIN_WORK = 1 << 20
 #: Chunks per thread in the native pool: enough that a late or slow thread costs little.
 _CHUNKS_PER_THREAD = 8
 
