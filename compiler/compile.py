@@ -37,15 +37,14 @@ class CompileError(RuntimeError):
 
 
 def _lower_all(cfg, qgraph, progress, warn):
-    from .lower import AccelOp, LoweringError, lower
+    from .lower import LoweringError, lower
     excluded: set = set()
     while True:
         pgraph, parts = partition(qgraph, cfg, exclude=excluded)
         programs = []
         retry = False
         for part in parts:
-            ops = [AccelOp(op.name, op.qop, op.inputs, op.output, op.in_shapes, op.out_shape)
-                   for op in part.ops]
+            ops = part.ops
 
             def step(i, n, name, _k=part.index):
                 if progress:

@@ -12,7 +12,7 @@ node, with ``QuantizeLinear`` / ``DequantizeLinear`` where the two meet.
    launch, with no int8 round trip through the CPU in between.
 3. *Grouping.* Each run becomes one ``Accel`` node (contract item 3) whose inputs/outputs are
    the int8 values that cross the partition boundary; the partition's operators are returned as
-   :class:`PartitionOp` lists for the lowering.
+   :class:`~pyvta.compiler.lower.program.AccelOp` lists for the lowering.
 """
 
 from __future__ import annotations
@@ -22,30 +22,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ir import Graph, Node, Value
+from .lower.program import AccelOp
 from .quantize import QUANT_DOMAIN
 
-__all__ = ["PartitionOp", "Partition", "partition", "accel_capable", "ACCEL_OP"]
+__all__ = ["Partition", "partition", "accel_capable", "ACCEL_OP"]
 
 #: The op type of a partition node in the partitioned Graph (domain ``pyvta``).
 ACCEL_OP = "Accel"
 
 
 @dataclass
-class PartitionOp:
-    """One quantized operator of a partition (the fields of the lowering's ``AccelOp``)."""
-    name: str
-    qop: object
-    inputs: list
-    output: str
-    in_shapes: list
-    out_shape: tuple
-
-
-@dataclass
 class Partition:
     """A run of accelerator operators that becomes one ``Accel`` node and one program."""
     index: int
-    ops: list                      #: list[PartitionOp] in topological order
+    ops: list                      #: list[AccelOp] in topological order
     inputs: list                   #: int8 value names read from outside
     outputs: list                  #: int8 value names used outside
     shapes: dict = field(default_factory=dict)   #: value name -> logical shape
@@ -230,8 +220,8 @@ def partition(graph: Graph, cfg=None, exclude=(), cost: bool = True) -> tuple:
         for m in members:
             in_shapes = [graph.values[i].shape for i in m.inputs]
             out_shape = graph.values[m.outputs[0]].shape
-            part.ops.append(PartitionOp(m.name, m.attrs["qop"], list(m.inputs), m.outputs[0],
-                                        in_shapes, out_shape))
+            part.ops.append(AccelOp(m.name, m.attrs["qop"], list(m.inputs), m.outputs[0],
+                                    in_shapes, out_shape))
             for v, s in zip(list(m.inputs) + [m.outputs[0]], in_shapes + [out_shape]):
                 part.shapes[v] = s
         parts.append(part)
