@@ -236,3 +236,20 @@ def test_two_partitions_around_a_cpu_node():
         assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
     wheres = {e.node: e.where for e in session.last_profile}
     assert wheres["Sigmoid_3"] == "cpu:llvm" and wheres["accel_1"] == "fsim"
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_rtl_default_preset_matches_fsim():
+    """The digits example compiled for the default preset (pynq-z1): RTL equals fsim and the
+    timing model's estimate is within 5 % of the measured cycles."""
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent / DIGITS
+    cm = compile_model(str(root / "digits.onnx"), "pynq-z1", calib=str(root / "calib.npz"))
+    x = np.load(root / "test.npz")["x"][:1].astype(np.float32)
+    want = runtime.load(cm, target="fsim").run({"x": x})
+    session = runtime.load(cm, target="rtl")
+    got = session.run({"x": x})
+    np.testing.assert_array_equal(got["logits"], want["logits"])
+    (accel,) = [e for e in session.last_profile if e.op == "Accel"]
+    assert abs(accel.cycles - accel.est_cycles) <= 0.05 * accel.cycles
