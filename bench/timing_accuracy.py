@@ -12,7 +12,7 @@ DRAM latencies:
 * ``conformance``: VTA's conformance kernels (short programs: a fixed overhead of a few
   cycles is a large fraction of them, and the 5 % target only applies above 10,000 cycles).
 
-    python bench/timing_accuracy.py [--preset tiny] [--latency 8 30] [--quick]
+    python bench/timing_accuracy.py [--preset tiny] [--latency 8 30] [--quick] [--resnet18]
 """
 
 from __future__ import annotations
@@ -81,6 +81,22 @@ def lowered_partition(cfg):
             img.tobytes(), 0)
 
 
+def resnet18_partition(cfg):
+    """The first accelerator partition of ResNet-18 as the compiler lowers it (about 16,000
+    instructions and 10 million cycles on pynq-z1; a larger DRAM model, so a longer build)."""
+    from resnet18 import compile_resnet18
+    rng = np.random.default_rng(0)
+    _, _, progs, _ = compile_resnet18(cfg, "per-channel")
+    prog = progs[0][1]
+    img = np.zeros(-(-prog.dram_size // 64) * 64, np.uint8)
+    for off, data in prog.segments:
+        img[off:off + len(data)] = np.frombuffer(data, np.uint8)
+    for p in prog.inputs:
+        x = rng.integers(-128, 128, p.shape, dtype=np.int8)
+        img[p.offset:p.offset + p.nbytes(cfg)] = np.frombuffer(p.pack(x, cfg), np.uint8)
+    return ("ResNet-18 partition 0 (compiler)", prog.relocated_insns(0, cfg), img.tobytes(), 0)
+
+
 def compare(cfg, programs, latencies, simulator="verilator"):
     """Run every program at every latency; returns rows (name, latency, rtl, model, error)."""
     from pyvta.sim.rtl import RtlJob, RtlSimulator
@@ -103,10 +119,15 @@ def main(argv=None):
     p.add_argument("--latency", type=int, nargs="+", default=[8, 30],
                    help="DRAM latencies in cycles (default: 8 30)")
     p.add_argument("--quick", action="store_true", help="fewer programs")
+    p.add_argument("--resnet18", action="store_true",
+                   help="also ResNet-18's first partition (several minutes)")
     args = p.parse_args(argv)
     cfg = load_config(args.preset)
     t = time.perf_counter()
-    rows = compare(cfg, benchmark_programs(cfg, args.quick), args.latency)
+    programs = benchmark_programs(cfg, args.quick)
+    if args.resnet18:
+        programs.append(resnet18_partition(cfg))
+    rows = compare(cfg, programs, args.latency)
     secs = time.perf_counter() - t
     print(f"timing model vs RTL (Verilator), {cfg.fingerprint}, {secs:.0f} s")
     print(f"{'program':<46}{'lat':>4}{'RTL':>10}{'model':>10}{'model/RTL':>10}{'error':>8}")
