@@ -231,7 +231,7 @@ def test_verilog_comb_blocks_evaluate_at_time_zero_under_icarus(tmp_path):
     """The root cause of the Icarus-only hang, on a small design: an FSM's combinational
     output whose inputs never change must be 0 at time zero, not X, in Verilog from
     ``fix_comb_init`` (and is X in Yosys's raw output, so the test can tell them apart)."""
-    from amaranth import Module, Signal
+    from amaranth import Module
     from amaranth.back import verilog
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
