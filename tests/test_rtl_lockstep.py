@@ -184,8 +184,8 @@ def test_rtl_default_config_verilator():
 
 
 def test_rtl_icarus_subset():
-    """The same harness under Icarus (conformance padded-load, ALU and GEMM programs), from
-    reset with no warm-up program: DRAM, the ERROR register and the micro-op counters are
+    """The same harness under Icarus (conformance padded-load, ALU and GEMM programs, and
+    small random ones under random DRAM timing), from reset with no warm-up program: DRAM, the ERROR register and the micro-op counters are
     checked as under Verilator, and every register (cycle count and stall counters included)
     must equal Verilator's, since both simulate the same RTL and DRAM model.
 
@@ -198,8 +198,23 @@ def test_rtl_icarus_subset():
              "relu_clip", "gemm_shr_max_min_2thread"]
     cases = [Case(n, cfg, suite[n].encode(), suite[n].dram, latency=4 * i, stall=50 * i,
                   seed=i + 1) for i, n in enumerate(names)]
+    # A few small random programs too (Icarus runs ~5,000 cycles/s).
+    for seed in range(5150, 5158):
+        r, rng = random.Random(seed), np.random.default_rng(seed)
+        timing = dict(latency=r.choice([0, 1, 5, 30]), stall=r.choice([0, 30, 128, 220]),
+                      seed=seed)
+        if r.random() < 0.6:
+            case = gemm_case(cfg, rng, r.randrange(1, 24), r.randrange(1, 24),
+                             r.randrange(1, 16), r.choice([1, 2]), **timing)
+        else:
+            ops = [(r.choice(list(AluOp)), r.choice([r.randrange(-20, 20), "tensor"]))
+                   for _ in range(r.randrange(1, 4))]
+            case = alu_case(cfg, rng, ops, rows=r.randrange(1, 10), lo=-2000, hi=2000,
+                            **timing)
+        case.name += f" [seed {seed}]"
+        cases.append(case)
     for case in cases:
-        case.job.max_cycles = 50_000  # Icarus runs ~5,000 cycles/s: fail fast on a hang
+        case.job.max_cycles = 50_000  # fail fast on a hang
     results = run_and_check(cfg, "icarus", cases)
     reference = RtlSimulator(cfg, "verilator").run([c.job for c in cases])
     for case, got, want in zip(cases, results, reference):
