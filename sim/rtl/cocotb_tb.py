@@ -54,7 +54,9 @@ class TB:
         for _ in range(4):
             await RisingEdge(self.clk)
         dut.rst.value = 0
-        await RisingEdge(self.clk)
+        # The wrapper registers rst (and the DRAM controls): two edges until it is released.
+        for _ in range(2):
+            await RisingEdge(self.clk)
 
     async def _wait(self, signal):
         # Sample at the end of the time step (combinational READY/VALID settled), then take
@@ -97,10 +99,13 @@ class TB:
         return data
 
     async def pulse(self, signal):
+        # The wrapper registers the DRAM controls, so the model acts on the second edge; a
+        # RisingEdge resumes Python before that edge's logic runs, hence the third edge.
         signal.value = 1
         await RisingEdge(self.clk)
         signal.value = 0
-        await RisingEdge(self.clk)
+        for _ in range(2):
+            await RisingEdge(self.clk)
 
 
 async def run_job(tb, job, files):
