@@ -1,14 +1,22 @@
 """RTL GEMM efficiency on the default preset: cycles against the ideal MACs / (MACs per cycle).
 
 Runs the 128x128x128 GEMM and the ResNet-18-shaped GEMMs (with bias, shift, clip, two virtual
-threads; programs from ``sim/programs.py``) on the cycle-accurate RTL simulation (Verilator),
-every result checked against the functional simulator, and prints per shape:
+threads; programs from ``sim/programs.py``) on the cycle-accurate RTL simulation (Verilator).
+Each program is also run in VTA's phase-timing variants (``phase_program``: the other
+instructions become token-only syncs with the same dependency flags): without its ALU
+epilogue, with only its GEMMs, only its ALU, only INP loads, only WGT loads, only OUT stores.
+Every run, variants included, is checked against the functional simulator on the same
+instructions (DRAM image and micro-op counts). Printed per shape:
 
-* ideal cycles (MACs / MACs-per-cycle) and measured cycles;
-* whole-program efficiency = ideal / measured (floor: 85 %);
-* GEMM-phase efficiency = GEMM micro-ops / cycles the compute module was busy and not stalled
-  on a token or its DMA port (floor: 95 %). This is the MAC array's issue rate while it has
-  work and operands, measured by the hardware's own counters.
+* ideal cycles = MACs / MACs-per-cycle (the folded bias block included, as the RTL runs it);
+* whole-program efficiency = ideal / cycles of the full program (floor: 85 %);
+* GEMM-only efficiency = ideal / cycles of the GEMM-only variant (floor: 95 %);
+* compute-busy utilisation = GEMM micro-ops / cycles the compute module was busy and not
+  stalled (the core's counters; the ALU passes count as busy time, so this is not a GEMM
+  phase measure and is shown only for comparison);
+* the cycles of each variant, and the bound a single in-order compute module puts on the
+  whole program: ideal / (GEMM-only + ALU-only cycles), since the ALU epilogue of a tile
+  runs on the same pipeline as the GEMMs and cannot overlap them.
 
 Usage: python bench/rtl_gemm.py [--config PRESET] [--latency N] [--quick]
 """
@@ -19,13 +27,17 @@ import time
 import numpy as np
 
 from pyvta.hw.config import load_config
+from pyvta.hw.isa import encode_program
 from pyvta.sim.dram import Dram
 from pyvta.sim.fsim import FunctionalSimulator
-from pyvta.sim.programs import gemm_program
+from pyvta.sim.programs import PHASES, gemm_program, phase_program
 from pyvta.sim.rtl import RtlJob, RtlSimulator
 
 SHAPES = [(128, 128, 128), (3136, 576, 64), (784, 1152, 128), (196, 2304, 256),
           (49, 4608, 512)]
+#: Variant name -> phases kept (VTA's benchmark: full, skip ALU, GEMM only, ALU only, ...).
+VARIANTS = {"whole": PHASES, "no-alu": ("inp", "wgt", "gemm", "out"), "gemm": ("gemm",),
+            "alu": ("alu",), "inp": ("inp",), "wgt": ("wgt",), "out": ("out",)}
 
 
 def main():
@@ -37,41 +49,84 @@ def main():
     cfg = load_config(args.config)
     rng = np.random.default_rng(0)
     shapes = SHAPES[:1] if args.quick else SHAPES
-    progs, refs = [], []
+    progs, jobs, refs = [], [], []
+    fsim_s = {}
     for m, k, n in shapes:
         a = rng.integers(-128, 128, (m, k), dtype=np.int8)
         w = rng.integers(-128, 128, (n, k), dtype=np.int8)
         bias = rng.integers(-1 << 12, 1 << 12, n).astype(np.int32)
         p = gemm_program(cfg, a, w, bias=bias, shift=8, clip=(0, 127), threads=2)
-        d = Dram(base=p.dram.base, data=p.dram.tobytes())
-        t0 = time.perf_counter()
-        FunctionalSimulator(cfg, d).run(p.encode())
-        refs.append((d.tobytes(), time.perf_counter() - t0))
         progs.append(p)
+        image = p.dram.tobytes()
+        for variant, keep in VARIANTS.items():
+            insn = encode_program(phase_program(p.insns, keep), cfg)
+            d = Dram(base=p.dram.base, data=image)
+            t0 = time.perf_counter()
+            counters = FunctionalSimulator(cfg, d).run(insn)
+            if variant == "whole":
+                fsim_s[len(progs) - 1] = time.perf_counter() - t0
+            refs.append((d.tobytes(), counters))
+            jobs.append(RtlJob(insn, image, p.dram.base, latency=args.latency,
+                               name=f"{m}x{k}x{n}/{variant}"))
     sim = RtlSimulator(cfg, "verilator")
     sim.build()
-    jobs = [RtlJob(p.encode(), p.dram.tobytes(), p.dram.base, latency=args.latency,
-                   name=f"{p.m}x{p.k}x{p.n}") for p in progs]
     t0 = time.perf_counter()
     results = sim.run(jobs)
     wall = time.perf_counter() - t0
-    print(f"# {cfg.name} {cfg.fingerprint}: RTL (Verilator) GEMM efficiency, DRAM latency "
-          f"{args.latency} cycles, {cfg.macs_per_cycle} MACs/cycle")
-    print(f"{'M x K x N':>16} {'ideal':>10} {'cycles':>10} {'whole':>7} {'gemm-phase':>10} "
-          f"{'tiling':>14} {'fsim s':>7} {'match':>6}")
-    total_cycles = 0
-    for p, res, (ref, fsim_s) in zip(progs, results, refs):
+    bad = []
+    for j, (job, res, (ref, counters)) in enumerate(zip(jobs, results, refs)):
         c = res.counters.counters
+        got, want = np.frombuffer(res.dram, np.uint8).copy(), np.frombuffer(ref, np.uint8).copy()
+        if "gemm" not in list(VARIANTS.values())[j % len(VARIANTS)]:
+            # Without GEMMs a STORE writes whatever the accumulators held (the RTL keeps them
+            # from the previous run, fsim starts from zeros): compare everything else.
+            p = progs[j // len(VARIANTS)]
+            for addr, nbytes in p.written:
+                got[addr - p.dram.base:addr - p.dram.base + nbytes] = 0
+                want[addr - p.dram.base:addr - p.dram.base + nbytes] = 0
+        if (not np.array_equal(got, want) or res.timeout or res.error
+                or c["gemm_uops"] != counters.gemm_uops or c["alu_uops"] != counters.alu_uops):
+            bad.append(job.name)
+    nv = len(VARIANTS)
+    print(f"# {cfg.name} {cfg.fingerprint}: RTL (Verilator) GEMM efficiency, DRAM latency "
+          f"{args.latency} cycles, {cfg.macs_per_cycle} MACs/cycle; every run (variants "
+          f"included) {'matches fsim' if not bad else 'MISMATCHES fsim: ' + ', '.join(bad)}")
+    print(f"{'M x K x N':>16} {'ideal':>8} {'cycles':>8} {'whole':>6} {'gemm-only':>16} "
+          f"{'busy-util':>9} {'serial bound':>12} {'tiling':>10} {'fsim s':>6}")
+    total_cycles = 0
+    rows = []
+    for i, p in enumerate(progs):
+        res = dict(zip(VARIANTS, results[i * nv:(i + 1) * nv]))
+        cyc = {v: r.cycles for v, r in res.items()}
+        total_cycles += sum(cyc.values())
+        c = res["whole"].counters.counters
         ideal = p.macs / cfg.macs_per_cycle
         active = c["compute_busy"] - c["compute_token_stall"] - c["compute_dma_stall"]
-        phase = c["gemm_uops"] / active if active > 0 else float("nan")
+        util = c["gemm_uops"] / active if active > 0 else float("nan")
+        bound = ideal / (cyc["gemm"] + cyc["alu"])
         t = p.tiling
-        ok = res.dram == ref and not res.timeout and res.error == 0
-        total_cycles += res.cycles
-        print(f"{p.m:>5}x{p.k:>5}x{p.n:>4} {ideal:>10.0f} {res.cycles:>10} "
-              f"{100 * ideal / res.cycles:>6.1f}% {100 * phase:>9.1f}% "
-              f"{f'{t.mt}x{t.nt}x{t.kc}':>14} {fsim_s:>7.2f} {'yes' if ok else 'NO':>6}")
-    print(f"# RTL wall time {wall:.1f} s for {total_cycles} cycles "
+        print(f"{p.m:>5}x{p.k:>5}x{p.n:>4} {ideal:>8.0f} {cyc['whole']:>8} "
+              f"{100 * ideal / cyc['whole']:>5.1f}% {cyc['gemm']:>8} {100 * ideal / cyc['gemm']:>6.1f}% "
+              f"{100 * util:>8.1f}% {100 * bound:>11.1f}% {f'{t.mt}x{t.nt}x{t.kc}':>10} "
+              f"{fsim_s[i]:>6.2f}")
+        rows.append((p, cyc, c))
+    print("\n# cycles of each variant (VTA's breakdown); ratio = variant / whole program")
+    print(f"{'M x K x N':>16} " + " ".join(f"{v:>15}" for v in VARIANTS))
+    for p, cyc, _ in rows:
+        cells = [f"{cyc[v]:>8} {100 * cyc[v] / cyc['whole']:>5.1f}%" for v in VARIANTS]
+        print(f"{p.m:>5}x{p.k:>5}x{p.n:>4} " + " ".join(cells))
+    print("\n# why the whole program cannot reach the GEMM-only rate: per accumulator element the")
+    print("# compute module runs, in order, 1 reset + K-blocks GEMM micro-ops + the ALU passes")
+    for p, cyc, c in rows:
+        elems = -(-p.m // cfg.batch) * -(-p.n // cfg.block_out)
+        kb = p.k_blocks
+        passes = c["alu_uops"] / elems
+        alu_cpu = cyc["alu"] / c["alu_uops"] if c["alu_uops"] else 0.0
+        per_elem = 1 + kb + passes * alu_cpu
+        print(f"#   {p.m}x{p.k}x{p.n}: {elems} elements x (1 reset + {kb} GEMM + {passes:.0f} ALU "
+              f"passes x {alu_cpu:.2f} cycles/uop in the ALU-only run) = {per_elem:.1f} cycles "
+              f"per element for {kb} of ideal work: at most {100 * kb / per_elem:.1f} % whole")
+    print(f"# RTL wall time {wall:.1f} s for {total_cycles:,} cycles "
           f"({total_cycles / wall:,.0f} simulated cycles/s including start-up)")
 
 

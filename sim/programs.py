@@ -36,7 +36,7 @@ gives the event model's estimate for the chosen tiling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 import numpy as np
@@ -49,7 +49,7 @@ from .dram import Dram
 __all__ = ["ProgramError", "GemmTiling", "GemmProgram", "gemm_program", "numpy_reference",
            "pack_inp", "pack_wgt", "pack_acc_rows", "unpack_out", "alu_program",
            "alu_reference", "padded_load_program", "padded_load_reference",
-           "conformance_suite"]
+           "conformance_suite", "PHASES", "phase_program"]
 
 
 class ProgramError(ValueError):
@@ -609,6 +609,66 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         b.dram = Dram(base=b.dram.base, data=b.dram.mem[:used].tobytes())
     written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
     return GemmProgram(b, cfg, m, k_user, n, out_elem, tiling, written, k_blocks=kb)
+
+
+# ------------------------------------------------------------------------------------------------
+# Phase timing (VTA's method: time a program with only some kinds of instructions)
+# ------------------------------------------------------------------------------------------------
+
+#: The instruction kinds :func:`phase_program` can keep: INP loads, WGT loads, GEMM (including
+#: the accumulator resets), ALU (with the ACC loads that feed it) and OUT stores.
+PHASES = ("inp", "wgt", "gemm", "alu", "out")
+
+
+def _phase_of(insn) -> str | None:
+    """Which of :data:`PHASES` an instruction belongs to (None: UOP loads, syncs, FINISH)."""
+    op = insn.opcode
+    if op is Opcode.GEMM:
+        return "gemm"
+    if op is Opcode.ALU:
+        return "alu"
+    if isinstance(insn, MemInsn) and insn.x_size and insn.y_size:
+        if op is Opcode.STORE:
+            return "out"
+        return {MemType.INP: "inp", MemType.WGT: "wgt", MemType.ACC: "alu"}.get(insn.memory_type)
+    return None
+
+
+def phase_program(insns, keep) -> list:
+    """``insns`` with only the instruction kinds in ``keep`` (a subset of :data:`PHASES`).
+
+    This is how VTA's GEMM benchmark split a program's time ("also timed with only its GEMM,
+    only its ALU, only INP loads, only WGT loads, only OUT stores"): every other LOAD, STORE,
+    GEMM or ALU becomes a token-only instruction on the same module (``x_size = 0``) with the
+    same dependency flags, so the modules still wait for each other exactly as in the full
+    program, but do no work. The micro-op LOAD stays when GEMM or ALU instructions do.
+    The result computes garbage (use the functional simulator on the same instructions as
+    the reference); its cycle count is the time of the kept phases with their synchronisation.
+    """
+    keep = set(keep)
+    bad = keep - set(PHASES)
+    if bad:
+        raise ProgramError(f"phases must be a subset of {PHASES}, not {sorted(bad)!r}")
+    compute_kept = bool(keep & {"gemm", "alu"})
+    deps = [f.name for f in fields(MemInsn) if f.name.endswith("_dep")]
+    out = []
+    for insn in insns:
+        phase = _phase_of(insn)
+        if phase is None and not (isinstance(insn, MemInsn) and insn.memory_type is MemType.UOP
+                                  and insn.x_size and insn.y_size and not compute_kept):
+            out.append(insn)
+            continue
+        if phase in keep:
+            out.append(insn)
+            continue
+        flags = {name: getattr(insn, name) for name in deps}
+        if insn.opcode is Opcode.STORE:
+            out.append(MemInsn(opcode=Opcode.STORE, memory_type=MemType.OUT, **flags))
+        elif insn.opcode is Opcode.LOAD and insn.memory_type in (MemType.INP, MemType.WGT):
+            out.append(MemInsn(opcode=Opcode.LOAD, memory_type=insn.memory_type, **flags))
+        else:  # GEMM, ALU, ACC or UOP load: a sync on the compute module
+            out.append(MemInsn(opcode=Opcode.LOAD, memory_type=MemType.UOP, **flags))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
