@@ -95,9 +95,8 @@ class MemInsn(_Deps):
 
 
 @dataclass(frozen=True)
-class GemmInsn(_Deps):
-    """GEMM: the two-level loop nest over micro-ops ``[uop_bgn, uop_end)``."""
-    opcode: Opcode = Opcode.GEMM
+class _LoopInsn(_Deps):
+    """The loop nest GEMM and ALU share: ``iter_out`` x ``iter_in`` x micro-ops."""
     reset_reg: bool = False
     uop_bgn: int = 0
     uop_end: int = 0
@@ -107,23 +106,20 @@ class GemmInsn(_Deps):
     dst_factor_in: int = 0
     src_factor_out: int = 0
     src_factor_in: int = 0
+
+
+@dataclass(frozen=True)
+class GemmInsn(_LoopInsn):
+    """GEMM: the two-level loop nest over micro-ops ``[uop_bgn, uop_end)``."""
+    opcode: Opcode = Opcode.GEMM
     wgt_factor_out: int = 0
     wgt_factor_in: int = 0
 
 
 @dataclass(frozen=True)
-class AluInsn(_Deps):
+class AluInsn(_LoopInsn):
     """ALU: ``acc[dst] = op(acc[dst], imm or acc[src])`` over the same loop nest as GEMM."""
     opcode: Opcode = Opcode.ALU
-    reset_reg: bool = False
-    uop_bgn: int = 0
-    uop_end: int = 0
-    iter_out: int = 1
-    iter_in: int = 1
-    dst_factor_out: int = 0
-    dst_factor_in: int = 0
-    src_factor_out: int = 0
-    src_factor_in: int = 0
     alu_opcode: AluOp = AluOp.MIN
     use_imm: bool = False
     imm: int = 0
