@@ -133,8 +133,8 @@ class RtlCounters:
     counters: dict = field(default_factory=dict)
 
     def summary(self) -> str:
-        parts = " ".join(f"{k}={v}" for k, v in self.counters.items())
-        return f"{self.cycles} cycles; {parts}"
+        # The cycle count is printed by the caller next to the summary, as for fsim's estimate.
+        return " ".join(f"{k}={v}" for k, v in self.counters.items())
 
     def to_dict(self) -> dict:
         return {"cycles": self.cycles, **self.counters}
