@@ -279,3 +279,22 @@ def test_thread_choice_follows_the_faster_mode(monkeypatch):
     monkeypatch.setenv("PYVTA_ADAPTIVE_THREADS", "0")
     fixed = ThreadChoice()
     assert all(fixed.next_parallel() for _ in range(20))
+
+
+def test_thread_choice_keeps_splitting_when_serial_barely_wins(monkeypatch):
+    """Parallel probes hit by a burst of load look as slow as serial ones: the single thread
+    must win by ``SERIAL_MARGIN`` before the kernel stops splitting."""
+    from pyvta.runtime.cpu.llvm.program import ThreadChoice
+    monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    c = ThreadChoice()
+    cost = {True: 2.6, False: 2.5}            # serial 4 % faster: within the margin
+    for _ in range(10):
+        par = c.next_parallel()
+        c.record(par, cost[par])
+    assert c.parallel is True
+    c2 = ThreadChoice()
+    cost = {True: 2.6, False: 2.6 * ThreadChoice.SERIAL_MARGIN * 0.95}   # clearly faster
+    for _ in range(10):
+        par = c2.next_parallel()
+        c2.record(par, cost[par])
+    assert c2.parallel is False
