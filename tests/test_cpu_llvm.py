@@ -51,6 +51,7 @@ CASES = [
     ("Gemm", {"transA": 1}, [f(40, 9), f(40, 19)]),
     ("MatMul", {}, [f(2, 5, 33), f(33, 50)]), ("MatMul", {}, [f(1, 1, 33), f(33, 50)]),
     ("Gemm", {"transB": 1}, [f(1, 300), f(37, 300), f(37)]),
+    ("Gemm", {"transB": 1}, [f(2, 70), f(90, 70), f(90)]),   # 2-row GEMV: paired panels
     ("Transpose", {"perm": [0, 2, 3, 1]}, [X]),
     ("Concat", {"axis": 1}, [X, X[:, :2].copy(), f(2, 3, 11, 13)]),
     ("Split", {"axis": 3, "num_outputs": 3}, [X]),

@@ -21,6 +21,8 @@ _NR = 2 * _VEC     # columns per micro-tile
 _KC = 256          # depth block
 _NC = 256          # column block (a KC x NC block of B stays in L2)
 _SPLIT_K = 4       # accumulator sets of 1-2 row tiles (GEMV): 8-16 FMAs in flight
+_GEMV_TILES = 2    # column panels per parallel item of a single-row-group GEMM
+_GEMV_STREAMS = 2  # column panels a thin (1-2 row) tile streams at once
 
 
 def valid_range(out_len: int, stride: int, offset: int, in_len: int):
@@ -107,52 +109,67 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
 
     def micro(rows, kc, kend, first, bases, jlo, jhi):
         """One tile of ``len(rows)`` rows for the column panels ``[jlo, jhi)``."""
-        cbase, abase, bbase, biasb = bases
+        # Thin tiles (1-2 rows, e.g. a GEMV) have too few accumulators to hide the FMA
+        # latency: they keep _SPLIT_K independent sets, one per depth index modulo
+        # _SPLIT_K, added together at the end. They are bound by reading B, so they also
+        # stream _GEMV_STREAMS panels at once (more cache-line fetches in flight, one
+        # broadcast of A per depth index for all of them).
+        split = _SPLIT_K if len(rows) <= 2 else 1
+        npan = _GEMV_STREAMS if len(rows) <= 2 else 1
+        if npan > 1:
+            jmid = b.add(jlo, b.mul(b.sdiv(b.sub(jhi, jlo), i64(npan)), i64(npan)))
+            with kb.loop(jlo, jmid, npan) as jt:
+                panels(rows, kc, kend, first, bases, jt, npan, split)
+            jlo = jmid
         with kb.loop(jlo, jhi) as jt:
-            col = b.mul(jt, i64(_NR))
-            panel = b.add(bbase, b.mul(jt, i64(K * _NR)))
-            # Thin tiles (1-2 rows, e.g. a GEMV) have too few accumulators to hide the FMA
-            # latency: they keep _SPLIT_K independent sets, one per depth index modulo
-            # _SPLIT_K, added together at the end.
-            split = _SPLIT_K if len(rows) <= 2 else 1
-            slots = [[[kb.alloca(vt) for _ in range(2)] for _ in rows] for _ in range(split)]
-            zero = ir.Constant(vt, [0.0] * _VEC)
-            for r, row in enumerate(rows):
-                for v in range(2):
-                    b.store(init_value(row, b.add(col, i64(v * _VEC)), first, cbase, biasb),
-                            slots[0][r][v])
-                    for s in range(1, split):
-                        b.store(zero, slots[s][r][v])
+            panels(rows, kc, kend, first, bases, jt, 1, split)
 
-            def depth_step(k, sets):
-                brow = b.add(panel, b.mul(k, i64(_NR)))
-                bv = [vload(B, brow), vload(B, b.add(brow, i64(_VEC)))]
-                for r, row in enumerate(rows):
-                    a = kb.load(A, b.add(abase, b.add(b.mul(row, i64(sam)),
-                                                      b.mul(k, i64(sak)))))
-                    av = _splat(b, a)
-                    for v in range(2):
-                        b.store(b.call(fma_v, [av, bv[v], b.load(sets[r][v])]), sets[r][v])
+    def panels(rows, kc, kend, first, bases, jt, npan, split):
+        """Panels ``[jt, jt + npan)`` of the tile: ``npan * 2`` vectors per row."""
+        cbase, abase, bbase, biasb = bases
+        nv = 2 * npan
+        col = b.mul(jt, i64(_NR))
+        # vector u of a row: panel u // 2, half u % 2
+        vcol = [b.add(col, i64((u // 2) * _NR + (u % 2) * _VEC))
+                for u in range(nv)]
+        voff = [(u // 2) * K * _NR + (u % 2) * _VEC for u in range(nv)]
+        panel = b.add(bbase, b.mul(jt, i64(K * _NR)))
+        slots = [[[kb.alloca(vt) for _ in range(nv)] for _ in rows] for _ in range(split)]
+        zero = ir.Constant(vt, [0.0] * _VEC)
+        for r, row in enumerate(rows):
+            for u in range(nv):
+                b.store(init_value(row, vcol[u], first, cbase, biasb), slots[0][r][u])
+                for s_ in range(1, split):
+                    b.store(zero, slots[s_][r][u])
 
-            kmid = kc
-            if split > 1:
-                # [kc, kmid) in steps of split, then the remainder into the first set
-                kmid = b.add(kc, b.mul(b.sdiv(b.sub(kend, kc), i64(split)), i64(split)))
-                with kb.loop(kc, kmid, split) as k:
-                    for s in range(split):
-                        depth_step(b.add(k, i64(s)), slots[s])
-            with kb.loop(kmid, kend) as k:
-                depth_step(k, slots[0])
+        def depth_step(k, sets):
+            brow = b.add(panel, b.mul(k, i64(_NR)))
+            bv = [vload(B, b.add(brow, i64(voff[u]))) for u in range(nv)]
             for r, row in enumerate(rows):
-                cpos = b.add(cbase, b.add(b.mul(row, i64(Np)), col))
-                for v in range(2):
-                    acc = b.load(slots[0][r][v])
-                    for s in range(1, split):
-                        acc = b.fadd(acc, b.load(slots[s][r][v]))
-                    vstore(acc, C, b.add(cpos, i64(v * _VEC)))
+                a = kb.load(A, b.add(abase, b.add(b.mul(row, i64(sam)), b.mul(k, i64(sak)))))
+                av = _splat(b, a)
+                for u in range(nv):
+                    b.store(b.call(fma_v, [av, bv[u], b.load(sets[r][u])]), sets[r][u])
+
+        kmid = kc
+        if split > 1:
+            # [kc, kmid) in steps of split, then the remainder into the first set
+            kmid = b.add(kc, b.mul(b.sdiv(b.sub(kend, kc), i64(split)), i64(split)))
+            with kb.loop(kc, kmid, split) as k:
+                for s_ in range(split):
+                    depth_step(b.add(k, i64(s_)), slots[s_])
+        with kb.loop(kmid, kend) as k:
+            depth_step(k, slots[0])
+        for r, row in enumerate(rows):
+            rpos = b.add(cbase, b.mul(row, i64(Np)))
+            for u in range(nv):
+                acc = b.load(slots[0][r][u])
+                for s_ in range(1, split):
+                    acc = b.fadd(acc, b.load(slots[s_][r][u]))
+                vstore(acc, C, b.add(rpos, vcol[u]))
 
     # One row group (a GEMV): narrow column blocks, so threads share the range finely.
-    tiles_per_block = _NC // _NR if n_groups > 1 else 2
+    tiles_per_block = _NC // _NR if n_groups > 1 else _GEMV_TILES
     n_jb = (n_tiles + tiles_per_block - 1) // tiles_per_block
 
     def for_items(body):
