@@ -96,17 +96,12 @@ class AxiMaster(wiring.Component):
 
     def __init__(self, data_width: int = 64, n_read: int = 3, *, max_burst: int = 16,
                  read_fifo_depth: int = 64, max_write_bursts: int = 8, addr_width: int = 32):
-        if data_width not in (32, 64, 128, 256):
-            raise ValueError(f"data_width must be 32, 64, 128 or 256, not {data_width!r}")
-        if not 1 <= n_read <= 16:
-            raise ValueError(f"n_read must be in [1, 16], not {n_read!r}")
-        if not 1 <= max_burst <= 256:
-            raise ValueError(f"max_burst must be in [1, 256], not {max_burst!r}")
-        if read_fifo_depth < max_burst:
-            raise ValueError(f"read_fifo_depth ({read_fifo_depth}) must be at least max_burst "
-                             f"({max_burst})")
-        if BOUNDARY_BYTES // (data_width // 8) < max_burst:
-            raise ValueError(f"a {max_burst}-beat burst of {data_width} bits exceeds 4 KiB")
+        try:
+            self._check(data_width, n_read, max_burst, read_fifo_depth)
+        except ValueError:
+            # Rejected before it could be elaborated: not an "unused elaboratable".
+            self._MustUse__used = True
+            raise
         self._dw = data_width
         self._n_read = n_read
         self._max_burst = max_burst
@@ -136,6 +131,20 @@ class AxiMaster(wiring.Component):
         length = Signal(range(self._max_burst + 1), name=f"{name}_len")
         m.d.comb += length.eq(_min(_min(left, self._max_burst), to_boundary))
         return length
+
+    @staticmethod
+    def _check(data_width, n_read, max_burst, read_fifo_depth):
+        if data_width not in (32, 64, 128, 256):
+            raise ValueError(f"data_width must be 32, 64, 128 or 256, not {data_width!r}")
+        if not 1 <= n_read <= 16:
+            raise ValueError(f"n_read must be in [1, 16], not {n_read!r}")
+        if not 1 <= max_burst <= 256:
+            raise ValueError(f"max_burst must be in [1, 256], not {max_burst!r}")
+        if read_fifo_depth < max_burst:
+            raise ValueError(f"read_fifo_depth ({read_fifo_depth}) must be at least max_burst "
+                             f"({max_burst})")
+        if BOUNDARY_BYTES // (data_width // 8) < max_burst:
+            raise ValueError(f"a {max_burst}-beat burst of {data_width} bits exceeds 4 KiB")
 
     def elaborate(self, platform):
         m = Module()

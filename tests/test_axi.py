@@ -216,7 +216,6 @@ def test_axi_master_no_stalls():
     run_axi(3, stall=0.0)
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_axi_master_bad_parameters():
     with pytest.raises(ValueError, match="max_burst"):
         AxiMaster(64, 3, max_burst=300)
