@@ -299,3 +299,59 @@ def test_thread_choice_keeps_splitting_when_serial_barely_wins(monkeypatch):
         par = c2.next_parallel()
         c2.record(par, cost[par])
     assert c2.parallel is False
+
+
+@pytest.mark.parametrize("n,k,trans_a,bias", [
+    (1000, 1280, 0, "col"),      # 15 blocks of 64 columns, a 48-wide last block
+    (64, 37, 0, "none"),         # one full block, no last block
+    (100, 53, 1, "col"),         # a 48-wide last block, A read with a stride (transA)
+    (16, 5, 0, "row"),           # a 16-wide block only (four accumulator sets); a (1,) bias
+    (90, 7, 0, "full"),          # a 32-wide last block, a (1, N) bias
+])
+def test_gemv_blocks(n, k, trans_a, bias):
+    """One-row Gemm runs the GEMV kernel (64-column weight blocks, ragged last block) and
+    matches numpy for every bias form and a strided A."""
+    from pyvta.runtime.cpu.llvm.linalg import pack_gemv, padded_cols
+    a = f(k, 1) if trans_a else f(1, k)
+    b = f(k, n)
+    c = {"none": None, "col": f(n), "row": f(1), "full": f(1, n)}[bias]
+    ins = [a, b] + ([c] if c is not None else [])
+    node = Node("Gemm", "g", ["a", "b", "c"][:len(ins)], ["y"], {"transA": trans_a})
+    plan = plan_node(node, [x.shape for x in ins], [x.dtype for x in ins],
+                     {j: x for j, x in enumerate(ins) if j})
+    want = (a.T if trans_a else a) @ b + (0 if c is None else c)
+    for _ in range(2):                       # the second call reuses the packed weights
+        np.testing.assert_allclose(plan(ins)[0], want, rtol=1e-4, atol=1e-4)
+    packed = pack_gemv(b)
+    assert packed.shape == (k * padded_cols(n),)
+    # the first block holds columns 0..63 (or fewer) depth-major, then the next block
+    w = min(64, padded_cols(n))
+    np.testing.assert_array_equal(packed[:w].reshape(1, w)[0, :min(w, n)], b[0, :min(w, n)])
+
+
+def test_native_pool_keeps_workers_off_the_callers_cpu():
+    """After a pooled call the workers may run anywhere but on the caller's CPU (when the
+    process may use another one), and the pool counts the calls a worker helped in."""
+    import os
+    import threading
+    from pyvta.runtime.cpu.llvm.pool import NativePool
+    from pyvta.runtime.cpu.llvm.program import Program
+    allowed = os.sched_getaffinity(0)
+    pool = NativePool(2)
+    try:
+        kern = render_elementwise((1 << 16,), (1,), np.float32, [((1,), 0, np.float32)],
+                                  lambda kb, m, v: kb.b.fadd(v, v))
+        prog = Program(kern)
+        x, out = f(1 << 16), np.zeros(1 << 16, np.float32)
+        for _ in range(20):
+            assert pool.run(prog._addr, prog.pointers([out, x]), 1 << 16, 16)
+        np.testing.assert_array_equal(out, x + x)
+        assert pool.calls == 20 and 0 <= pool.helped <= 20
+        if len(allowed) > 1:
+            cpu = pool._placement.cpu
+            tid = pool._workers[0].native_id
+            assert cpu in allowed
+            assert os.sched_getaffinity(tid) == allowed - {cpu}
+        assert threading.get_native_id() not in pool._placement.tids
+    finally:
+        pool.close()

@@ -12,8 +12,8 @@ import numpy as np
 
 from .renderer import F32, I64, Kernel, KernelBuilder, f32, i64
 
-__all__ = ["render_gemm", "render_im2col", "pack_b", "padded_cols", "render_depthwise", "render_pool2d",
-           "render_resize2d", "valid_range"]
+__all__ = ["render_gemm", "render_gemv", "render_im2col", "pack_b", "pack_gemv", "padded_cols",
+           "render_depthwise", "render_pool2d", "render_resize2d", "valid_range"]
 
 _VEC = 8           # floats per vector register (AVX2); LLVM legalises it on other hosts
 _MR = 6            # rows per micro-tile (12 vector accumulators)
@@ -23,6 +23,8 @@ _NC = 256          # column block (a KC x NC block of B stays in L2)
 _SPLIT_K = 4       # accumulator sets of 1-2 row tiles (GEMV): 8-16 FMAs in flight
 _GEMV_TILES = 2    # column panels per parallel item of a single-row-group GEMM
 _GEMV_STREAMS = 2  # column panels a thin (1-2 row) tile streams at once
+_GEMV_W = 64       # columns of a one-row GEMV's weight block: 8 accumulators, 256 B per depth
+_GEMV_ACC = 8      # vector accumulators a GEMV block keeps (FMA latency x issue width)
 
 
 def valid_range(out_len: int, stride: int, offset: int, in_len: int):
@@ -204,6 +206,93 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
         first = b.icmp_signed("==", kblk, i64(0))
         for_items(lambda rows, bases, jlo, jhi: micro(rows, kc, kend, first, bases, jlo, jhi))
     return kb.finish(batch * n_jb * n_groups, min(M, _MR) * min(Np, tiles_per_block * _NR) * K)
+
+
+def _gemv_blocks(n: int):
+    """A GEMV's column blocks: ``(full 64-column blocks, width of the last, narrower block)``;
+    the widths add up to :func:`padded_cols` ``(n)``."""
+    np_ = padded_cols(n)
+    return np_ // _GEMV_W, np_ % _GEMV_W
+
+
+def pack_gemv(b: np.ndarray) -> np.ndarray:
+    """Pack a (K, N) matrix for :func:`render_gemv`: blocks of 64 columns (the last one 16, 32
+    or 48 wide, zero-padded), each stored depth-major ``(K, width)``, one after the other.
+
+    A block is then one sequential stream of ``K * width`` floats, read by one thread with
+    eight accumulators: the hardware prefetcher sees one stream per thread and every cache
+    line fetched is used in full."""
+    k, n = b.shape
+    full, last = _gemv_blocks(n)
+    padded = np.zeros((k, padded_cols(n)), np.float32)
+    padded[:, :n] = b
+    head = full * _GEMV_W
+    out = np.empty(k * padded.shape[1], np.float32)
+    out[:k * head].reshape(full, k, _GEMV_W)[:] = \
+        padded[:, :head].reshape(k, full, _GEMV_W).transpose(1, 0, 2)
+    out[k * head:] = padded[:, head:].reshape(-1)
+    return out
+
+
+def render_gemv(N: int, K: int, a_stride: int, bias: str = "none") -> Kernel:
+    """``C (1, Np) = A (1, K) @ B + bias`` for one row of A, ``Np = padded_cols(N)``.
+
+    Arguments: C, A (element ``k`` at ``k * a_stride``), B packed by :func:`pack_gemv`, and a
+    bias buffer when ``bias`` is ``"row"`` (1,), ``"col"`` (Np,) or ``"full"`` (1, Np). The
+    parallel range is the column blocks: each streams its ``K x 64`` block once into eight
+    vector accumulators (narrow last blocks keep several accumulator sets over the depth
+    instead, so there are always eight FMA chains in flight) and writes C once.
+    """
+    full, last = _gemv_blocks(N)
+    kb = KernelBuilder(3 + (bias != "none"))
+    b = kb.b
+    C, A, B = kb.ptrs[:3]
+    Bias = kb.ptrs[3] if bias != "none" else None
+    vt = ir.VectorType(F32, _VEC)
+    fma_v = kb.intrinsic("llvm.fma.v8f32", vt, [vt, vt, vt])
+    zero = ir.Constant(vt, [0.0] * _VEC)
+
+    def block(width, col, base):
+        nv = width // _VEC
+        sets = max(1, _GEMV_ACC // nv)
+        acc = [[kb.alloca(vt) for _ in range(nv)] for _ in range(sets)]
+        for s_ in range(sets):
+            for u in range(nv):
+                b.store(zero, acc[s_][u])
+
+        def step(k, regs):
+            av = _splat(b, kb.load(A, b.mul(k, i64(a_stride)) if a_stride != 1 else k))
+            row = b.add(base, b.mul(k, i64(width)))
+            for u in range(nv):
+                bv = b.load(kb.gep(B, b.add(row, i64(u * _VEC))), typ=vt, align=4)
+                b.store(b.call(fma_v, [av, bv, b.load(regs[u])]), regs[u])
+
+        kmain = K // sets * sets if sets > 1 else 0
+        if sets > 1:
+            with kb.loop(0, kmain, sets) as k:
+                for s_ in range(sets):
+                    step(b.add(k, i64(s_)), acc[s_])
+        with kb.loop(kmain, K) as k:
+            step(k, acc[0])
+        for u in range(nv):
+            c = b.add(col, i64(u * _VEC))
+            v = b.load(acc[0][u])
+            for s_ in range(1, sets):
+                v = b.fadd(v, b.load(acc[s_][u]))
+            if bias == "row":
+                v = b.fadd(v, _splat(b, kb.load(Bias, i64(0))))
+            elif bias != "none":
+                v = b.fadd(v, b.load(kb.gep(Bias, c), typ=vt, align=4))
+            b.store(v, kb.gep(C, c), align=4)
+
+    with kb.loop(kb.lo, kb.hi) as p:
+        if full:
+            with kb.if_(b.icmp_signed("<", p, i64(full))):
+                block(_GEMV_W, b.mul(p, i64(_GEMV_W)), b.mul(p, i64(K * _GEMV_W)))
+        if last:
+            with kb.if_(b.icmp_signed("==", p, i64(full))):
+                block(last, i64(full * _GEMV_W), i64(full * _GEMV_W * K))
+    return kb.finish(full + (last > 0), _GEMV_W * K)
 
 
 def render_im2col(C: int, H: int, W: int, kernel, stride, pads, dilation,

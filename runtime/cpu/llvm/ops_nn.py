@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import numpy_ops as nops
-from .linalg import (pack_b, padded_cols, render_depthwise, render_gemm, render_im2col,
-                     render_pool2d, render_resize2d)
+from .linalg import (pack_b, pack_gemv, padded_cols, render_depthwise, render_gemm,
+                     render_gemv, render_im2col, render_pool2d, render_resize2d)
 from .plan import F, BoundCall, NodePlan, _arr, _attr, _contig, _copy_plan
 from .program import Program
 from .renderer import render_elementwise
@@ -102,41 +102,46 @@ def plan_conv(node, shapes, dtypes, consts):
     return NodePlan([out], [step], 3 if cpad is not None else 2)
 
 
-def _packed_operand(b, const: bool, cache: dict, transpose: bool = False):
-    """B packed as column panels; constant operands are packed once and kept."""
+def _packed_operand(b, const: bool, cache: dict, transpose: bool = False, pack=pack_b):
+    """B packed by ``pack`` (column panels, or GEMV blocks); constant operands are packed
+    once and kept."""
     if const and id(b) in cache:
         return cache[id(b)][1]
-    packed = pack_b(b.T if transpose else b)
+    packed = pack(b.T if transpose else b)
     if const:
         cache[id(b)] = (b, packed)       # holding b keeps its id from being reused
     return packed
 
 
 def _gemm_core(M, N, K, a_strides, bias_kind):
-    """A GEMM writing an (M, N) output: returns ``(run, Np, out)`` where ``run(a, bpacked,
-    *extra)`` fills the (M, N) array ``out``. The kernel writes whole 16-column panels: for
-    ragged N it writes a padded buffer, copied out (or, for one row, the output is a view of
-    that padded row: no copy)."""
+    """A GEMM writing an (M, N) output: returns ``(run, Np, out, pack)`` where ``run(a,
+    pack(b), *extra)`` fills the (M, N) array ``out``. The kernel writes whole 16-column
+    panels: for ragged N it writes a padded buffer, copied out (or, for one row, the output
+    is a view of that padded row: no copy). One row (a classifier's GEMV) gets its own kernel
+    and weight layout (:func:`.linalg.render_gemv`)."""
     Np = padded_cols(N)
-    gemm = Program(render_gemm(M, N, K, a_strides, bias_kind))
+    if M == 1:
+        gemm, pack = Program(render_gemv(N, K, a_strides[1], bias_kind)), pack_gemv
+    else:
+        gemm, pack = Program(render_gemm(M, N, K, a_strides, bias_kind)), pack_b
     # BoundCall remembers the buffer addresses while the same operands come back (constant
     # packed weights and bias, a session's activation buffers): a GEMV of 50 us then pays
     # about a microsecond of Python per call instead of several.
     if Np == N:
         out = np.empty((M, N), F)
         call = BoundCall(gemm, [out])
-        return (lambda a, bpacked, *extra: call((a, bpacked) + extra)), Np, out
+        return (lambda a, bpacked, *extra: call((a, bpacked) + extra)), Np, out, pack
     cpad = np.empty((M, Np), F)
     call = BoundCall(gemm, [cpad])
     if M == 1:
-        return (lambda a, bpacked, *extra: call((a, bpacked) + extra)), Np, cpad[:, :N]
+        return (lambda a, bpacked, *extra: call((a, bpacked) + extra)), Np, cpad[:, :N], pack
     out = np.empty((M, N), F)
     unpad = _unpad_copy(M, N, Np)
 
     def run(a, bpacked, *extra):
         call((a, bpacked) + extra)
         unpad(out, cpad)
-    return run, Np, out
+    return run, Np, out, pack
 
 
 def plan_gemm(node, shapes, dtypes, consts):
@@ -151,12 +156,12 @@ def plan_gemm(node, shapes, dtypes, consts):
     bias_kind = "none"
     if has_c:
         bias_kind = "col" if tuple(shapes[2]) in ((N,), (1, N)) else "full"
-    run, Np, out = _gemm_core(M, N, K, (1, M) if ta else (K, 1), bias_kind)
+    run, Np, out, pack = _gemm_core(M, N, K, (1, M) if ta else (K, 1), bias_kind)
     cache: dict = {}
     bias_cache: dict = {}
 
     def step(ins):
-        bp = _packed_operand(ins[1], 1 in consts, cache, transpose=bool(tb))
+        bp = _packed_operand(ins[1], 1 in consts, cache, transpose=bool(tb), pack=pack)
         extra = []
         if has_c:
             cval = ins[2]
@@ -184,12 +189,12 @@ def plan_matmul(node, shapes, dtypes, consts):
         return None
     K, N = b
     M = int(np.prod(a[:-1], dtype=np.int64))
-    run, _, out2d = _gemm_core(M, N, K, (K, 1), "none")
+    run, _, out2d, pack = _gemm_core(M, N, K, (K, 1), "none")
     out = out2d.reshape(tuple(a[:-1]) + (N,))      # a view (out2d's rows are contiguous)
     cache: dict = {}
 
     def step(ins):
-        run(_arr(ins[0]), _packed_operand(ins[1], 1 in consts, cache))
+        run(_arr(ins[0]), _packed_operand(ins[1], 1 in consts, cache, pack=pack))
     return NodePlan([out], [step], 1)
 
 

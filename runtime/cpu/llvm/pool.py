@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import platform
 import sys
 import threading
@@ -149,8 +150,8 @@ def _render_pool_ir() -> str:
     b.position_at_end(none)
     b.ret(_c(-1))
 
-    def drain(b, fn_, state):
-        """Claim and run chunks until none is left."""
+    def drain(b, fn_, state, count):
+        """Claim and run chunks until none is left, counting them in ``count``."""
         h = fn_.append_basic_block("drain")
         body = fn_.append_basic_block("drain_body")
         out = fn_.append_basic_block("drain_end")
@@ -160,6 +161,7 @@ def _render_pool_ir() -> str:
         b.cbranch(b.icmp_signed(">=", c, _c(0)), body, out)
         b.position_at_end(body)
         b.call(run_chunk, [state, b.lshr(c, _c(20)), b.and_(c, _c(_FIELD))])
+        b.store(b.add(b.load(count), _c(1)), count)
         b.branch(h)
         b.position_at_end(out)
 
@@ -217,7 +219,7 @@ def _render_pool_ir() -> str:
     b.branch(top)
 
     # pool_run(state, fn, nptrs, extent, chunks): publish, work, wait ------------------------
-    run = ir.Function(m, ir.FunctionType(VOID, [PTR, PTR, I64, I64, I64]), "pool_run")
+    run = ir.Function(m, ir.FunctionType(I64, [PTR, PTR, I64, I64, I64]), "pool_run")
     state, fn, nptrs, extent, chunks = run.args
     b = ir.IRBuilder(run.append_basic_block("entry"))
     b.store(fn, slot(b, state, _FN))
@@ -239,7 +241,9 @@ def _render_pool_ir() -> str:
                      _c(0x7FFFFFFF)])
     b.branch(go)
     b.position_at_end(go)
-    drain(b, run, state)
+    mine = b.alloca(I64)
+    b.store(_c(0), mine)
+    drain(b, run, state, mine)
     # Wait for the chunks other threads are still running: spin briefly, then sleep on the
     # _DONE futex (the last chunk wakes us). Spinning longer, or yielding, keeps the CPU
     # from a worker that shares it with us on a busy machine.
@@ -277,7 +281,7 @@ def _render_pool_ir() -> str:
     b.atomic_rmw("xchg", slot(b, state, _WAITING), _c(0), "seq_cst")
     b.branch(wait_h)
     b.position_at_end(ret)
-    b.ret_void()
+    b.ret(b.load(mine))
     return str(m)
 
 
@@ -303,7 +307,7 @@ class NativePool:
         self._compiler = compiler       # owns the engine holding the code: keep it alive
         self._worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(
             compiler.load(text, f"pool_worker_{tag}"))
-        self._run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+        self._run = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.c_int64, ctypes.c_int64)(
             compiler.load(text, f"pool_run_{tag}"))
         # 64-byte aligned state block (numpy gives 16; over-allocate and offset).
@@ -315,11 +319,18 @@ class NativePool:
         self.threads = threads
         self._lock = threading.Lock()
         self._last_ptrs = None
-        self._workers = [threading.Thread(target=self._worker, args=(self.addr,), daemon=True,
+        self.calls = 0          #: parallel calls run
+        self.helped = 0         #: ... in which a worker ran at least one chunk
+        self._placement = _Placement(threads - 1)
+        self._workers = [threading.Thread(target=self._work, args=(k,), daemon=True,
                                           name=f"pyvta-native-{k}")
                          for k in range(threads - 1)]
         for t in self._workers:
             t.start()
+
+    def _work(self, k: int) -> None:
+        self._placement.register(k)
+        self._worker(self.addr)
 
     def close(self, timeout: float = 0.5) -> None:
         """Make the workers return (they notice within their 50 ms futex timeout) and join
@@ -339,13 +350,64 @@ class NativePool:
                 not self._lock.acquire(blocking=False):
             return False
         try:
+            self._placement.follow()
             if ptrs != self._last_ptrs:
                 self._state[_ARGS:_ARGS + len(ptrs)] = ptrs
                 self._last_ptrs = list(ptrs)
-            self._run(self.addr, fn_addr, len(ptrs), extent, max(1, min(chunks, MAX_CHUNKS)))
+            chunks = max(1, min(chunks, MAX_CHUNKS))
+            mine = self._run(self.addr, fn_addr, len(ptrs), extent, chunks)
+            self.calls += 1
+            self.helped += mine < chunks
         finally:
             self._lock.release()
         return True
+
+
+class _Placement:
+    """Keeps the workers off the CPU the calling thread runs on.
+
+    The scheduler places a woken worker next to its waker or where it last ran; when every
+    other CPU is busy (a spinning OpenBLAS thread after numpy's matmul, another process) it
+    often queues it behind the caller, which then runs every chunk itself while the worker
+    waits for the caller's CPU: the split call takes single-thread time, call after call,
+    because the worker keeps returning to that CPU. Restricting the workers to the other CPUs
+    (updated whenever the caller is seen on another CPU: a syscall per worker, rarely) makes
+    a worker compete with whatever runs there instead, where it gets its fair share.
+    """
+
+    def __init__(self, workers: int):
+        self.tids = [0] * workers
+        self.cpu = -1
+        try:
+            self.allowed = set(os.sched_getaffinity(0))
+            libc = ctypes.CDLL(None, use_errno=True)
+            self._getcpu = libc.sched_getcpu
+            self._getcpu.restype = ctypes.c_int
+            self._getcpu.argtypes = []
+        except (AttributeError, OSError):     # pragma: no cover - not Linux/glibc
+            self._getcpu = None
+
+    def register(self, k: int) -> None:
+        """Called by worker ``k`` on its own thread, before it parks."""
+        self.tids[k] = threading.get_native_id()
+
+    def follow(self) -> None:
+        """Re-pin the workers if the caller runs on another CPU than at the last call."""
+        if self._getcpu is None:
+            return
+        cpu = self._getcpu()
+        if cpu == self.cpu or cpu < 0:
+            return
+        self.cpu = cpu
+        others = self.allowed - {cpu}
+        if not others:
+            return
+        for tid in self.tids:
+            if tid:
+                try:
+                    os.sched_setaffinity(tid, others)
+                except OSError:       # pragma: no cover - a thread gone or not permitted
+                    pass
 
 
 _POOL: list = []
