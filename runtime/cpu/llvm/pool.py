@@ -10,15 +10,27 @@ inside one ctypes call (``pool_worker``, GIL released) for the whole process lif
 call (``pool_run``, also one ctypes call) publishes the kernel's function pointer and buffer
 addresses in a shared state block, and then every thread, the caller included, claims chunks
 of the parallel range with a compare-and-swap until none is left (work sharing: a worker that
-is not scheduled in time finds nothing left, and the caller has run every chunk). Idle
-workers spin for a few microseconds after their last chunk (so back-to-back kernels find
-them awake), then sleep on a futex; the caller waits for chunks that others are still
-running by spinning briefly, then sleeping on a second futex that the last chunk wakes.
+is not scheduled in time finds nothing left, and the caller has run every chunk).
+
+Idle threads wait in three stages. A worker spins with ``pause`` for a few microseconds
+after its last chunk, then polls with ``sched_yield`` for about half a millisecond (kernels
+separated by a little Python, or by another library's call, find it awake: waking a halted
+virtual CPU costs tens of microseconds), then sleeps on a futex. A yield hands the CPU to any
+other runnable thread, so polling only uses time nobody else wants; and a yield that took
+long (another thread ran) sends the worker to sleep at once, because on a contended CPU a
+woken sleeper may preempt the other thread while a thread that yielded waits for the other's
+time slice. The caller waits for chunks that others are still running the same way (pause,
+yield polling while its CPU is uncontended, then a futex that the last chunk wakes).
+
+Workers are kept off the CPU the caller runs on (:class:`_Placement`): otherwise, when the
+other CPUs are busy (OpenBLAS's worker spins for about 0.1 s after numpy's matmul), the
+scheduler often queues a woken worker behind the caller, which then runs every chunk itself,
+call after call.
 
 What the pool cannot avoid: a worker preempted in the middle of a chunk (another process
 wants its core) holds the caller until it runs again. On a machine whose cores are all
 busy, splitting therefore makes short kernels slower at the median, which is why
-:mod:`.program` only splits big kernels.
+:mod:`.program` only splits big kernels and times both modes (``ThreadChoice``).
 
 Linux on x86-64 only (futex system call number, ``pause``); :func:`get_pool` returns ``None``
 elsewhere and :mod:`.program` falls back to the executor.
@@ -68,9 +80,22 @@ MAX_CHUNKS = _FIELD
 #: 100 us made the caller slower on a busy machine: a spinning worker that shares the
 #: caller's core starves it).
 SPIN_TICKS = 20_000
-#: pause instructions the caller spins for before sleeping until the last chunk is done.
+#: Ticks (~0.5 ms) an idle thread keeps polling with ``sched_yield`` after the pause spin,
+#: so that kernels separated by a little Python (or another library's call) find the worker
+#: awake without a wake-up through the hypervisor. A yield gives the CPU to any other
+#: runnable thread, so this only uses time nobody else wants.
+YIELD_TICKS = 1_200_000
+#: A ``sched_yield`` that took longer than this (~10 us) ran another thread: the CPU is
+#: contended, so the thread sleeps on its futex at once. A sleeper that is woken may preempt
+#: the other thread; a runnable thread that yielded waits for the other thread's time slice.
+BUSY_TICKS = 25_000
+#: Ticks of a futex sleep that count as its 50 ms timeout (20 ms at 2.5 GHz).
+TIMEOUT_TICKS = 50_000_000
+#: pause instructions the caller spins for before polling with sched_yield (then sleeping)
+#: until the last chunk is done.
 WAIT_SPINS = 100
 SYS_FUTEX = 202                          # x86-64
+SYS_SCHED_YIELD = 24                     # x86-64
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
 
 
@@ -150,6 +175,12 @@ def _render_pool_ir() -> str:
     b.position_at_end(none)
     b.ret(_c(-1))
 
+    def yield_was_quick(b):
+        """``sched_yield``; true when no other thread ran meanwhile (it returned quickly)."""
+        t0 = b.call(rdtsc, [])
+        b.call(syscall, [_c(SYS_SCHED_YIELD)])
+        return b.icmp_unsigned("<", b.sub(b.call(rdtsc, []), t0), _c(BUSY_TICKS))
+
     def drain(b, fn_, state, count):
         """Claim and run chunks until none is left, counting them in ``count``."""
         h = fn_.append_basic_block("drain")
@@ -193,12 +224,18 @@ def _render_pool_ir() -> str:
     b.branch(top)
     b.position_at_end(idle)
     spin = worker.append_basic_block("spin")
+    poll = worker.append_basic_block("poll")
+    yield_bb = worker.append_basic_block("yield")
     sleep = worker.append_basic_block("sleep")
-    b.cbranch(b.icmp_unsigned("<", b.sub(b.call(rdtsc, []), b.load(since)), _c(SPIN_TICKS)),
-              spin, sleep)
+    idle_for = b.sub(b.call(rdtsc, []), b.load(since))
+    b.cbranch(b.icmp_unsigned("<", idle_for, _c(SPIN_TICKS)), spin, poll)
     b.position_at_end(spin)
     b.call(pause, [])
     b.branch(top)
+    b.position_at_end(poll)
+    b.cbranch(b.icmp_unsigned("<", idle_for, _c(YIELD_TICKS)), yield_bb, sleep)
+    b.position_at_end(yield_bb)
+    b.cbranch(yield_was_quick(b), top, sleep)
     b.position_at_end(sleep)
     # Announce the sleep, then look again: with sequentially consistent operations either
     # pool_run sees the announcement (and wakes us) or we see its job (or its epoch bump).
@@ -210,12 +247,18 @@ def _render_pool_ir() -> str:
     woke = worker.append_basic_block("woke")
     b.cbranch(pending, woke, wait)
     b.position_at_end(wait)
+    slept_from = b.call(rdtsc, [])
     b.call(syscall, [_c(SYS_FUTEX), slot(b, state, _EPOCH), _c(FUTEX_WAIT_PRIVATE),
                      b.zext(epoch, I64), ts])
+    # Woken by the 50 ms timeout (no job came): sleep again without spinning or polling.
+    now = b.call(rdtsc, [])
+    timed_out = b.icmp_unsigned(">", b.sub(now, slept_from), _c(TIMEOUT_TICKS))
+    b.store(b.select(timed_out, b.sub(now, _c(YIELD_TICKS)), now), since)
     b.branch(woke)
     b.position_at_end(woke)
     b.atomic_rmw("sub", slot(b, state, _SLEEP), _c(1), "seq_cst")
-    b.store(b.call(rdtsc, []), since)
+    with b.if_then(pending):
+        b.store(b.call(rdtsc, []), since)
     b.branch(top)
 
     # pool_run(state, fn, nptrs, extent, chunks): publish, work, wait ------------------------
@@ -251,6 +294,10 @@ def _render_pool_ir() -> str:
     b.store(ir.Constant(ir.LiteralStructType([I64, I64]), [0, 1_000_000]), ts)
     spins = b.alloca(I64)
     b.store(_c(0), spins)
+    polling = b.alloca(I64)                 # 1 while sched_yield polling is worthwhile
+    b.store(_c(1), polling)
+    wait_from = b.alloca(I64)
+    b.store(b.call(rdtsc, []), wait_from)
     wait_h = run.append_basic_block("wait")
     wait_b = run.append_basic_block("wait_body")
     ret = run.append_basic_block("ret")
@@ -263,9 +310,22 @@ def _render_pool_ir() -> str:
     b.store(k, spins)
     sleep = run.append_basic_block("sleep")
     pse = run.append_basic_block("pause")
-    b.cbranch(b.icmp_signed(">", k, _c(WAIT_SPINS)), sleep, pse)
+    poll = run.append_basic_block("poll")
+    yield_bb = run.append_basic_block("yield")
+    contended = run.append_basic_block("contended")
+    b.cbranch(b.icmp_signed(">", k, _c(WAIT_SPINS)), poll, pse)
     b.position_at_end(pse)
     b.call(pause, [])
+    b.branch(wait_h)
+    # Poll with sched_yield while the CPU is ours alone and not for too long: a sleeping
+    # caller's CPU halts, and waking it again costs tens of microseconds in a VM.
+    b.position_at_end(poll)
+    recent = b.icmp_unsigned("<", b.sub(b.call(rdtsc, []), b.load(wait_from)), _c(YIELD_TICKS))
+    b.cbranch(b.and_(recent, b.icmp_signed("!=", b.load(polling), _c(0))), yield_bb, sleep)
+    b.position_at_end(yield_bb)
+    b.cbranch(yield_was_quick(b), wait_h, contended)
+    b.position_at_end(contended)
+    b.store(_c(0), polling)
     b.branch(wait_h)
     b.position_at_end(sleep)
     b.atomic_rmw("xchg", slot(b, state, _WAITING), _c(1), "seq_cst")
@@ -321,6 +381,8 @@ class NativePool:
         self._last_ptrs = None
         self.calls = 0          #: parallel calls run
         self.helped = 0         #: ... in which a worker ran at least one chunk
+        self.chunks = 0         #: chunks of those calls
+        self.worker_chunks = 0  #: ... run by the workers (the rest by the callers)
         self._placement = _Placement(threads - 1)
         self._workers = [threading.Thread(target=self._work, args=(k,), daemon=True,
                                           name=f"pyvta-native-{k}")
@@ -358,6 +420,8 @@ class NativePool:
             mine = self._run(self.addr, fn_addr, len(ptrs), extent, chunks)
             self.calls += 1
             self.helped += mine < chunks
+            self.chunks += chunks
+            self.worker_chunks += chunks - mine
         finally:
             self._lock.release()
         return True

@@ -39,8 +39,14 @@ __all__ = ["Program", "ThreadChoice", "num_threads"]
 # each one on a single thread whenever splitting it is measured slower.
 _PARALLEL_MIN_WORK = 1 << 21
 _NATIVE_MIN_WORK = 1 << 20
-#: Chunks per thread in the native pool: enough that a late or slow thread costs little.
+#: Chunks per thread in the native pool, at least: enough that a late or slow thread costs
+#: little.
 _CHUNKS_PER_THREAD = 8
+#: Work per chunk, at most (about 30-60 us of a GEMM): long kernels are cut finer, so the
+#: thread that finishes first waits at most one short chunk for the other (a 197x768x768
+#: MatMul in 16 chunks of 150 us often waited 100 us for the last one).
+_CHUNK_WORK = 1 << 17
+_MAX_CHUNKS = 256
 
 _POOL = None
 
@@ -105,7 +111,8 @@ class Program:
         if os.environ.get("PYVTA_NATIVE_POOL", "1") != "0" and kernel.n_ptrs <= MAX_PTRS \
                 and min(self.threads, kernel.extent) > 1 and work >= _NATIVE_MIN_WORK:
             self._pool = get_pool(self.threads)
-        self._chunks = min(kernel.extent, self.threads * _CHUNKS_PER_THREAD)
+        self._chunks = min(kernel.extent, max(self.threads * _CHUNKS_PER_THREAD,
+                                              min(work // _CHUNK_WORK, _MAX_CHUNKS)))
         self._serial = self._pool is None and (min(self.threads, kernel.extent) <= 1
                                                or work < _PARALLEL_MIN_WORK)
         self.choice = None if self._serial else ThreadChoice()
