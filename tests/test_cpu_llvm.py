@@ -347,6 +347,8 @@ def test_native_pool_keeps_workers_off_the_callers_cpu():
             assert pool.run(prog._addr, prog.pointers([out, x]), 1 << 16, 16)
         np.testing.assert_array_equal(out, x + x)
         assert pool.calls == 20 and 0 <= pool.helped <= 20
+        assert pool.chunks == 320 and 0 <= pool.worker_chunks <= 320
+        assert (pool.join_ticks > 0) == (pool.helped > 0)
         if len(allowed) > 1:
             cpu = pool._placement.cpu
             tid = pool._workers[0].native_id

@@ -71,6 +71,8 @@ _FN = 32       # kernel function pointer
 _NPTRS = 33    # its number of buffer arguments
 _EXTENT = 34   # its parallel range [0, extent)
 _QUIT = 35     # nonzero: workers return
+_PUBLISHED = 36  # time stamp of the current job's publication
+_JOINED = 37   # time stamp of a worker's first chunk of the current job (0: none yet)
 _ARGS = 40     # MAX_PTRS buffer addresses
 _SLOTS = _ARGS + MAX_PTRS
 
@@ -219,6 +221,8 @@ def _render_pool_ir() -> str:
     idle = worker.append_basic_block("idle")
     b.cbranch(b.icmp_signed(">=", c, _c(0)), ran, idle)
     b.position_at_end(ran)
+    # (for the pool's statistics: when the first worker joined the job)
+    b.cmpxchg(slot(b, state, _JOINED), _c(0), b.call(rdtsc, []), "monotonic", "monotonic")
     b.call(run_chunk, [state, b.lshr(c, _c(20)), b.and_(c, _c(_FIELD))])
     b.store(b.call(rdtsc, []), since)
     b.branch(top)
@@ -266,6 +270,8 @@ def _render_pool_ir() -> str:
     state, fn, nptrs, extent, chunks = run.args
     b = ir.IRBuilder(run.append_basic_block("entry"))
     b.store(fn, slot(b, state, _FN))
+    b.store(_c(0), slot(b, state, _JOINED))
+    b.store(b.call(rdtsc, []), slot(b, state, _PUBLISHED))
     b.store(nptrs, slot(b, state, _NPTRS))
     b.store(extent, slot(b, state, _EXTENT))
     # (atomic exchanges stand for atomic stores: llvmlite's store_atomic wants typed pointers)
@@ -383,6 +389,7 @@ class NativePool:
         self.helped = 0         #: ... in which a worker ran at least one chunk
         self.chunks = 0         #: chunks of those calls
         self.worker_chunks = 0  #: ... run by the workers (the rest by the callers)
+        self.join_ticks = 0     #: time-stamp ticks from publication to a worker's first chunk
         self._placement = _Placement(threads - 1)
         self._workers = [threading.Thread(target=self._work, args=(k,), daemon=True,
                                           name=f"pyvta-native-{k}")
@@ -422,6 +429,8 @@ class NativePool:
             self.helped += mine < chunks
             self.chunks += chunks
             self.worker_chunks += chunks - mine
+            if mine < chunks:
+                self.join_ticks += int(self._state[_JOINED]) - int(self._state[_PUBLISHED])
         finally:
             self._lock.release()
         return True
