@@ -70,10 +70,14 @@ class BoundCall:
 
     def __call__(self, inputs) -> None:
         last = self._inputs
-        if last is not None and len(last) == len(inputs) and \
-                all(a is b for a, b in zip(inputs, last)):
-            self._prog.call_ptrs(self._ptrs)
-            return
+        if last is not None and len(last) == len(inputs):
+            # (a plain loop: a generator in all() costs a microsecond, 2 % of a 50 us kernel)
+            for a, b in zip(inputs, last):
+                if a is not b:
+                    break
+            else:
+                self._prog.call_ptrs(self._ptrs)
+                return
         conv = [_arr(x) for x in inputs]
         ptrs = self._prog.pointers(self._outputs + conv)
         if all(c is x or isinstance(x, (np.generic, float, int)) for c, x in zip(conv, inputs)):

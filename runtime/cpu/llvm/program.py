@@ -199,7 +199,13 @@ class ThreadChoice:
         """Account one call's time in the mode it actually ran in."""
         if not self.adaptive:
             return
-        self.times[parallel].append(seconds)
+        times = self.times[parallel]
+        times.append(seconds)
+        # The decision is revisited after every call of the other mode (a probe) and after
+        # every PROBES calls of the chosen one (its median cannot move faster than that much
+        # by new times alone; sorting on every call cost a microsecond per call).
+        if parallel == self.parallel and self.calls % self.PROBES:
+            return
         par, ser = self.times[True], self.times[False]
         if len(par) == self.PROBES and len(ser) == self.PROBES:
             self.parallel = sorted(ser)[self.PROBES // 2] >= \
