@@ -19,8 +19,9 @@ virtual CPU costs tens of microseconds), then sleeps on a futex. A yield hands t
 other runnable thread, so polling only uses time nobody else wants; and a yield that took
 long (another thread ran) sends the worker to sleep at once, because on a contended CPU a
 woken sleeper may preempt the other thread while a thread that yielded waits for the other's
-time slice. The caller waits for chunks that others are still running the same way (pause,
-yield polling while its CPU is uncontended, then a futex that the last chunk wakes).
+time slice. The caller waits for chunks that others are still running by spinning for about
+a chunk's time, then sleeping on a futex that the last chunk wakes (it never yields: on a
+contended CPU that would hand the rest of its time slice to another process).
 
 Workers are kept off the CPU the caller runs on (:class:`_Placement`): otherwise, when the
 other CPUs are busy (OpenBLAS's worker spins for about 0.1 s after numpy's matmul), the
@@ -93,9 +94,9 @@ YIELD_TICKS = 1_200_000
 BUSY_TICKS = 25_000
 #: Ticks of a futex sleep that count as its 50 ms timeout (20 ms at 2.5 GHz).
 TIMEOUT_TICKS = 50_000_000
-#: pause instructions the caller spins for before polling with sched_yield (then sleeping)
-#: until the last chunk is done.
-WAIT_SPINS = 100
+#: Ticks (~50 us, a chunk's time) the caller spins for before sleeping until the last chunk
+#: is done.
+WAIT_TICKS = 120_000
 SYS_FUTEX = 202                          # x86-64
 SYS_SCHED_YIELD = 24                     # x86-64
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
@@ -293,15 +294,12 @@ def _render_pool_ir() -> str:
     mine = b.alloca(I64)
     b.store(_c(0), mine)
     drain(b, run, state, mine)
-    # Wait for the chunks other threads are still running: spin briefly, then sleep on the
-    # _DONE futex (the last chunk wakes us). Spinning longer, or yielding, keeps the CPU
-    # from a worker that shares it with us on a busy machine.
+    # Wait for the chunks other threads are still running: spin (about one chunk's time),
+    # then sleep on the _DONE futex (the last chunk wakes us). The workers never share our
+    # CPU (_Placement), so spinning takes nothing from them; yielding would: on a contended
+    # CPU a yield hands the rest of our time slice to another process, milliseconds.
     ts = b.alloca(ir.LiteralStructType([I64, I64]))       # futex timeout: 1 ms
     b.store(ir.Constant(ir.LiteralStructType([I64, I64]), [0, 1_000_000]), ts)
-    spins = b.alloca(I64)
-    b.store(_c(0), spins)
-    polling = b.alloca(I64)                 # 1 while sched_yield polling is worthwhile
-    b.store(_c(1), polling)
     wait_from = b.alloca(I64)
     b.store(b.call(rdtsc, []), wait_from)
     wait_h = run.append_basic_block("wait")
@@ -312,26 +310,12 @@ def _render_pool_ir() -> str:
     done = b.load_atomic(slot(b, state, _DONE), "acquire", 8, typ=I64)
     b.cbranch(b.icmp_signed("<", done, chunks), wait_b, ret)
     b.position_at_end(wait_b)
-    k = b.add(b.load(spins), _c(1))
-    b.store(k, spins)
     sleep = run.append_basic_block("sleep")
     pse = run.append_basic_block("pause")
-    poll = run.append_basic_block("poll")
-    yield_bb = run.append_basic_block("yield")
-    contended = run.append_basic_block("contended")
-    b.cbranch(b.icmp_signed(">", k, _c(WAIT_SPINS)), poll, pse)
+    b.cbranch(b.icmp_unsigned("<", b.sub(b.call(rdtsc, []), b.load(wait_from)),
+                              _c(WAIT_TICKS)), pse, sleep)
     b.position_at_end(pse)
     b.call(pause, [])
-    b.branch(wait_h)
-    # Poll with sched_yield while the CPU is ours alone and not for too long: a sleeping
-    # caller's CPU halts, and waking it again costs tens of microseconds in a VM.
-    b.position_at_end(poll)
-    recent = b.icmp_unsigned("<", b.sub(b.call(rdtsc, []), b.load(wait_from)), _c(YIELD_TICKS))
-    b.cbranch(b.and_(recent, b.icmp_signed("!=", b.load(polling), _c(0))), yield_bb, sleep)
-    b.position_at_end(yield_bb)
-    b.cbranch(yield_was_quick(b), wait_h, contended)
-    b.position_at_end(contended)
-    b.store(_c(0), polling)
     b.branch(wait_h)
     b.position_at_end(sleep)
     b.atomic_rmw("xchg", slot(b, state, _WAITING), _c(1), "seq_cst")
