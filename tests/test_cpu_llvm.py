@@ -299,6 +299,14 @@ def test_thread_choice_keeps_splitting_when_serial_barely_wins(monkeypatch):
         par = c2.next_parallel()
         c2.record(par, cost[par])
     assert c2.parallel is False
+    # no worker ever ran a chunk of a parallel call: the split is a serial call plus the
+    # hand-off, so the plain faster median decides
+    c3 = ThreadChoice()
+    cost = {True: 2.6, False: 2.5}
+    for _ in range(10):
+        par = c3.next_parallel()
+        c3.record(par, cost[par], helped=False)
+    assert c3.parallel is False
 
 
 @pytest.mark.parametrize("n,k,trans_a,bias", [

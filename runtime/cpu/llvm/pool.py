@@ -369,6 +369,7 @@ class NativePool:
         self.threads = threads
         self._lock = threading.Lock()
         self._last_ptrs = None
+        self.last_helped = False  #: whether a worker ran a chunk of the last call
         self.calls = 0          #: parallel calls run
         self.helped = 0         #: ... in which a worker ran at least one chunk
         self.chunks = 0         #: chunks of those calls
@@ -409,8 +410,9 @@ class NativePool:
                 self._last_ptrs = list(ptrs)
             chunks = max(1, min(chunks, MAX_CHUNKS))
             mine = self._run(self.addr, fn_addr, len(ptrs), extent, chunks)
+            self.last_helped = mine < chunks
             self.calls += 1
-            self.helped += mine < chunks
+            self.helped += self.last_helped
             self.chunks += chunks
             self.worker_chunks += chunks - mine
             if mine < chunks:

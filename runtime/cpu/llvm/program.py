@@ -140,7 +140,8 @@ class Program:
             parallel = self._run_parallel(ptrs, extent)
         if not parallel:
             self._fn(*ptrs, 0, extent)
-        choice.record(parallel, time.perf_counter() - t0)
+        choice.record(parallel, time.perf_counter() - t0,
+                      not parallel or self._pool is None or self._pool.last_helped)
 
     def _run_parallel(self, ptrs, extent) -> bool:
         if self._pool is not None:
@@ -171,6 +172,10 @@ class ThreadChoice:
     an idle machine) takes about as long as a serial one, so two or three such probes out of
     five made a 197x768x768 MatMul settle on one thread (2.4 ms instead of 1.3 ms) when both
     medians were within 5 % of each other. A busy machine's slowdown (2x) still exceeds it.
+    The margin only protects a split that works: when no worker ran a chunk in any of the
+    last ``PROBES`` parallel calls (the native pool reports it; its workers could not get a
+    CPU in time), a parallel call is a serial one plus the hand-off, and the plain faster
+    median decides.
     """
 
     PROBES = 5
@@ -180,6 +185,7 @@ class ThreadChoice:
     def __init__(self):
         self.adaptive = os.environ.get("PYVTA_ADAPTIVE_THREADS", "1") != "0"
         self.times = {True: deque(maxlen=self.PROBES), False: deque(maxlen=self.PROBES)}
+        self.helped = deque(maxlen=self.PROBES)    #: whether a worker helped, parallel calls
         self.parallel = True        #: the mode currently chosen
         self.calls = 0
 
@@ -195,12 +201,15 @@ class ThreadChoice:
             return not self.parallel
         return self.parallel
 
-    def record(self, parallel: bool, seconds: float) -> None:
-        """Account one call's time in the mode it actually ran in."""
+    def record(self, parallel: bool, seconds: float, helped: bool = True) -> None:
+        """Account one call's time in the mode it actually ran in (``helped``: for a parallel
+        call, whether another thread ran part of it)."""
         if not self.adaptive:
             return
         times = self.times[parallel]
         times.append(seconds)
+        if parallel:
+            self.helped.append(helped)
         # The decision is revisited after every call of the other mode (a probe) and after
         # every PROBES calls of the chosen one (its median cannot move faster than that much
         # by new times alone; sorting on every call cost a microsecond per call).
@@ -208,5 +217,5 @@ class ThreadChoice:
             return
         par, ser = self.times[True], self.times[False]
         if len(par) == self.PROBES and len(ser) == self.PROBES:
-            self.parallel = sorted(ser)[self.PROBES // 2] >= \
-                self.SERIAL_MARGIN * sorted(par)[self.PROBES // 2]
+            margin = self.SERIAL_MARGIN if any(self.helped) else 1.0
+            self.parallel = sorted(ser)[self.PROBES // 2] >= margin * sorted(par)[self.PROBES // 2]
