@@ -26,11 +26,13 @@ Compute passes per output tile: one reset (GEMM ``reset_reg``) plus one ALU pass
 operation (SHR, MIN, MAX); each pass visits every accumulator element of the tile once. A bias
 is folded into the GEMM as one extra reduction block when its values allow (``bias_mode``), so
 it costs one micro-op per output element rather than an ALU pass with a tensor operand (which
-a one-read-port accumulator needs two cycles for). The compute module runs the passes serially
-with the GEMMs, so on a machine doing one micro-op per cycle they cost about
-``(1 + passes) / K_blocks`` of the GEMM time: a 128x128x128 GEMM with bias, shift and clip
-(8 + 1 reduction blocks at BLOCK_IN 16, 4 passes) is capped near 8 / 13 = 62 % of peak, while
-the ResNet-18 shapes (36 to 288 reduction blocks) lose 2 to 12 %. :attr:`GemmTiling.est_cycles`
+a one-read-port accumulator needs two cycles for).
+
+With ``threads=2`` each ACC slot is one ACC/OUT bank of the two-lane compute module (slot h
+uses ``[h*D/2, (h+1)*D/2)``, its bias inside it), and the stream places the next tile's reset
+before this tile's ALU epilogue: the reset runs in the ALU lane during this tile's GEMMs and
+the epilogue during the next tile's GEMMs (docs: the lanes spec's scheduling rule). With
+``threads=1`` the passes run after the GEMMs of the same ACC region. :attr:`GemmTiling.est_cycles`
 gives the event model's estimate for the chosen tiling.
 """
 
@@ -537,6 +539,24 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     # --- instructions ---------------------------------------------------------------------------
     body = ProgramBuilder(cfg, dram)  # collects the instructions; DRAM is shared with ``b``
     held_bias = [None] * slots
+
+    def prologue(t):
+        """Tile ``t``'s ACC initialisation: [bias load], reset, [bias ADD]; the first
+        instruction waits for the store of the slot's previous tile (store -> compute)."""
+        (_, mt_), (n0, nt_) = tiles[t]
+        as_ = t % slots
+        out = []
+        if bias is not None and held_bias[as_] != tiles[t][1]:
+            out.append(("load_bias", dict(sram=bias_base[as_], dram=bias_elem + n0, x=nt_), {}))
+            held_bias[as_] = tiles[t][1]
+        out.append(("gemm", dict(uops=reset_kernel(as_), iter_out=mt_, iter_in=nt_,
+                                 dst=(nt_, 1), reset=True), {}))
+        if bias is not None:
+            out.append(("alu", dict(op=AluOp.ADD, uops=alu_kernel(as_), iter_out=mt_,
+                                    iter_in=nt_, dst=(nt_, 1), src=(0, 1)), {}))
+        out[0][2]["pop_next_dep"] = t >= slots
+        return out
+
     for s, st in enumerate(steps):
         ls, as_ = s % slots, st.tile % slots
         (m0, mt_), (n0, nt_), (k0, kc_) = st.m, st.n, st.k
@@ -551,35 +571,31 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
             body.load(mem, sram, dram_elem, rows, kc_, kb,
                       pop_next_dep=(i == 0 and s >= slots),
                       push_next_dep=(i == len(pending) - 1))
-        # Compute module.
-        compute = []  # (kind, kwargs) emitted below with the right token flags
-        if st.first:
-            if bias is not None and held_bias[as_] != st.n:
-                compute.append(("load_bias", dict(sram=bias_base[as_],
-                                                  dram=bias_elem + n0, x=nt_)))
-                held_bias[as_] = st.n
-            compute.append(("gemm", dict(uops=reset_kernel(as_), iter_out=mt_, iter_in=nt_,
-                                         dst=(nt_, 1), reset=True)))
-            if bias is not None:
-                compute.append(("alu", dict(op=AluOp.ADD, uops=alu_kernel(as_), iter_out=mt_,
-                                            iter_in=nt_, dst=(nt_, 1), src=(0, 1))))
+        # Compute module: (kind, kwargs, token flags) in program order.
+        main_flags = dict(pop_prev_dep=loads,             # data loaded
+                          push_prev_dep=st.push_c2l)      # INP/WGT slot free
+        compute = []
+        if st.first and (slots == 1 or st.tile == 0):
+            compute += prologue(st.tile)
         g = _group(mt_, nt_)
         outer = mt_ // g
         compute.append(("gemm", dict(
             uops=gemm_kernel(ls, as_, g, nt_, kc_), iter_out=outer, iter_in=kc_,
             dst=(g * nt_ if outer > 1 else 0, 0), src=(g * kc_ if outer > 1 else 0, 1),
-            wgt=(0, 1), main=True)))
+            wgt=(0, 1)), main_flags))
         if st.last:
-            for op, imm in post_ops:
-                compute.append(("alu", dict(op=op, uops=alu_kernel(as_), iter_out=mt_,
-                                            iter_in=nt_, dst=(nt_, 1), imm=imm)))
-        for i, (kind, kw) in enumerate(compute):
-            main = kw.pop("main", False)
-            flags = dict(
-                pop_next_dep=(i == 0 and st.first and st.tile >= slots),  # ACC slot free
-                pop_prev_dep=(main and loads),                            # data loaded
-                push_prev_dep=(main and st.push_c2l),                     # INP/WGT slot free
-                push_next_dep=(st.last and i == len(compute) - 1))        # result ready
+            epilogue = [("alu", dict(op=op, uops=alu_kernel(as_), iter_out=mt_, iter_in=nt_,
+                                     dst=(nt_, 1), imm=imm), {}) for op, imm in post_ops]
+            # The result is ready after the tile's last instruction (its GEMM without ALU
+            # passes): compute -> store token.
+            (epilogue or compute)[-1][2]["push_next_dep"] = True
+            if slots == 2 and st.tile + 1 < len(tiles):
+                # Two lanes: the next tile's reset (other ACC bank) goes first so it runs
+                # while this tile's GEMM does; this tile's epilogue then runs during the next
+                # tile's GEMMs.
+                compute += prologue(st.tile + 1)
+            compute += epilogue
+        for kind, kw, flags in compute:
             if kind == "load_bias":
                 body.load(MemType.ACC, kw["sram"], kw["dram"], 1, kw["x"], **flags)
             elif kind == "gemm":
