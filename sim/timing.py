@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from ..hw.config import HwConfig, load_config
 from ..hw.isa import INSN_BYTES, AluInsn, GemmInsn, MemInsn, MemType, Opcode, decode_program
+from .lanes import ComputeLanes, UopShadow, bank_set, lane_of
 
 __all__ = ["TimingError", "InsnTiming", "ModuleTiming", "TimingReport", "TimingModel",
            "estimate_cycles", "DEFAULT_DRAM_LATENCY"]
@@ -89,10 +90,20 @@ class _Constants:
     write_turn: int = 1
     #: Store: after the last write response to the next instruction taken.
     store_tail: int = 3
-    #: Compute: cycles from the last micro-op issued to an empty pipeline.
-    drain: int = 8
-    #: Compute: from DECODE of a GEMM/ALU to its first micro-op issued.
+    #: Compute, lane G (GEMM): cycles from the last micro-op issued to its last ACC/OUT write.
+    drain_g: int = 8
+    #: Compute, lane A (ALU, GEMM reset): the same.
+    drain_a: int = 8
+    #: Compute: from the dispatch of a GEMM/ALU to its first micro-op issued.
     issue_delay: int = 2
+    #: Compute: scanner cycles beyond one per micro-op (micro-op SRAM read, bank compare).
+    scan_latency: int = 2
+    #: Compute: cycles from the other lane's last write on a bank to a dispatch on it.
+    bank_gap: int = 0
+    #: Compute: from the completion of everything up to a pushing instruction to its push.
+    push_delay: int = 1
+    #: Compute: entries of the pending-push FIFO.
+    push_fifo: int = 2
 
 
 CONSTANTS = _Constants()
@@ -372,8 +383,14 @@ class TimingModel:
     #: Passes of the channel-sharing refinement (see :meth:`estimate`).
     PASSES = 4
 
-    def estimate(self, program) -> TimingReport:
+    def estimate(self, program, dram=None) -> TimingReport:
         """Estimate a program given as bytes or a list of decoded instructions.
+
+        ``dram``: the DRAM image the program runs on (a :class:`~pyvta.sim.dram.Dram`), read
+        only for the micro-ops that LOAD UOP instructions fetch, which decide which ACC banks
+        each GEMM/ALU instruction touches (see ``sim/lanes.py``); without it every GEMM/ALU
+        instruction counts as touching both banks, so the two compute lanes never overlap
+        and the estimate is an upper bound of their effect.
 
         The first pass shares the DRAM read channel with :class:`_Channel` (transfers
         committed in simulation order). Later passes replay the program with each transfer's
@@ -388,6 +405,7 @@ class TimingModel:
         if not insns:
             raise TimingError("the instruction stream is empty: a program must end with FINISH")
         static = [self._static(insn) for insn in insns]
+        self._banks = self._bank_sets(insns, dram)
         report, transfers = self._pass(insns, static, None)
         for _ in range(self.PASSES - 1):
             if len(transfers) < 2:
@@ -422,10 +440,24 @@ class TimingModel:
                 else self._tile_load(insn)
         return _kind(insn), pops, pushes, cost
 
+    def _bank_sets(self, insns, dram):
+        """Bank set of every GEMM/ALU instruction (0: no iterations), from the micro-ops the
+        LOAD UOPs ahead of it put in the buffer (compute runs in program order)."""
+        shadow = UopShadow(self.cfg, dram)
+        out = [0] * len(insns)
+        for i, insn in enumerate(insns):
+            if isinstance(insn, (GemmInsn, AluInsn)):
+                out[i] = bank_set(self.cfg, insn, shadow)
+            elif (insn.opcode is Opcode.LOAD and insn.memory_type is MemType.UOP
+                  and insn.x_size and insn.y_size):
+                shadow.load(insn)
+        return out
+
     def _pass(self, insns, static, delays):
         """One run of the event model: (report, read transfers as (index, arrival, beats))."""
         cfg, k, lat = self.cfg, self.k, self.dram_latency
         n = len(insns)
+        banks_of = self._banks
         transfers = []
         targets = [_route(i) for i in insns]
         qpos = [0] * n
@@ -512,7 +544,7 @@ class TimingModel:
         pos = dict.fromkeys(MODULES, 0)
         free = dict.fromkeys(MODULES, 0)
         covered = dict.fromkeys(MODULES, 0)  # busy cycles counted up to here
-        comp = {"lg_free": 0, "quiet": 0, "pending_take": 0}
+        lanes = ComputeLanes(k)
         finish_cycle = None
 
         def token_ready(q, t):
@@ -533,16 +565,28 @@ class TimingModel:
             insn = insns[i]
             t = max(free[mod], dispatch[i] + k.queue_latency)
             if mod == _COMPUTE:
-                if isinstance(insn, (GemmInsn, AluInsn)):
-                    t = max(t, comp["pending_take"])
-                elif insn.opcode is Opcode.FINISH or (
-                        insn.opcode is Opcode.LOAD and insn.x_size and insn.y_size):
-                    t = max(t, comp["quiet"])
+                t = compute_gate(i, t)[2]
             for q in static[i][1]:
                 t = token_ready(q, t)
                 if t is None:
                     return None
             return t
+
+        def compute_gate(i, t_avail):
+            """(scanner take, scanner leave, earliest dispatch before tokens) of compute
+            instruction ``i``."""
+            insn = insns[i]
+            is_loop = isinstance(insn, (GemmInsn, AluInsn))
+            scan_uops = max(0, insn.uop_end - insn.uop_bgn) if is_loop else 0
+            t_in, leave = lanes.scan(t_avail, scan_uops)
+            lane = banks = None
+            if is_loop and banks_of[i]:
+                lane, banks = lane_of(insn), banks_of[i]
+            sync_only = isinstance(insn, MemInsn) and (insn.x_size == 0 or insn.y_size == 0)
+            needs_quiet = insn.opcode is Opcode.LOAD and not sync_only
+            d = lanes.earliest(insn, lane, banks or 0, leave, bool(static[i][2]), needs_quiet,
+                               insn.opcode is Opcode.FINISH)
+            return t_in, leave, d
 
         def execute(mod):
             nonlocal write_beats, gemm_uops, alu_uops, finish_cycle
@@ -589,17 +633,15 @@ class TimingModel:
                 # --- compute ---------------------------------------------------------------
                 is_loop = isinstance(insn, (GemmInsn, AluInsn))
                 is_load = insn.opcode is Opcode.LOAD and not sync_only
-                d = t_take
-                if is_loop:
-                    d = max(d, comp["pending_take"])
-                if is_load or insn.opcode is Opcode.FINISH:
-                    d = max(d, comp["quiet"])
+                t_in, leave, d = compute_gate(i, t_take)
+                t_take = t_in
                 d_tok = d
                 for q in pops:
                     d_tok = token_ready(q, d_tok)
                 rec.token_stall += d_tok - d
                 d = d_tok
                 rec.start = d
+                rec.end = d + 1
                 for q in pops:
                     popped[q] += 1
                 if is_loop:
@@ -609,49 +651,39 @@ class TimingModel:
                         gemm_uops += issued
                     else:
                         alu_uops += issued
-                    s = max(d + k.issue_delay, comp["lg_free"])
-                    e = s + u
                     rec.work = u
-                    comp["lg_free"] = e
-                    comp["pending_take"] = max(d + 1, s - 1)
-                    comp["quiet"] = max(comp["quiet"], (e + k.drain) if u else s)
-                    rec.done = e + k.drain - 1 if u else s
-                    if pushes:
-                        t_push = comp["quiet"] + 1
-                        rec.end = t_push + 1
-                    else:
-                        t_push = None
-                        rec.end = d + 1
+                    if banks_of[i]:
+                        _, _, rec.done = lanes.dispatch_loop(lane_of(insn), banks_of[i], leave,
+                                                             d, u)
+                    else:  # no micro-op iterations: a token-only instruction
+                        lanes.dispatch_other(leave, d)
                 elif is_load:
                     beats, lead, span = cost
                     done, stall = read_dma(i, d, beats, lead, span)
                     rec.dma_stall += stall
                     rec.work = beats
-                    t_push = done + k.cload_tail - 2
+                    rec.done = done + k.cload_tail - 2
                     if insn.memory_type is MemType.ACC:
-                        t_push += k.tile_write
-                    rec.end = t_push + 1
-                    comp["quiet"] = max(comp["quiet"], rec.end)
+                        rec.done += k.tile_write
+                    lanes.dispatch_other(leave, d, rec.done)
+                    if insn.memory_type is MemType.UOP:
+                        lanes.block_scanner(rec.done)
                 elif insn.opcode is Opcode.FINISH:
                     finish_cycle = d
-                    t_push = d + 1
-                    rec.end = d + 1
+                    lanes.dispatch_other(leave, d)
                 else:  # sync-only LOAD, or an unknown instruction reported by the RTL
-                    if pushes:
-                        t_push = max(comp["quiet"], d + 1) + 1
-                        rec.end = t_push + 1
-                    else:
-                        t_push = None
-                        rec.end = d + 1
+                    lanes.dispatch_other(leave, d)
                 if pushes:
+                    t_push = lanes.push(d)
                     for q in pushes:
                         tokens[q].append(t_push)
+                    rec.done = max(rec.done, t_push)
             rec.done = max(rec.done, rec.end)
-            free[mod] = rec.end
-            busy_to = max(rec.end, comp["quiet"]) if mod == _COMPUTE else rec.end
+            free[mod] = leave if mod == _COMPUTE else rec.end
+            busy_to = max(rec.end, lanes.quiet) if mod == _COMPUTE else rec.end
             lo = max(t_take, covered[mod])
             covered[mod] = max(covered[mod], busy_to)
-            take[mod].append(rec.start if mod == _COMPUTE else t_take)
+            take[mod].append(t_take)
             pos[mod] += 1
             records[i] = rec
             st = stats[mod]
@@ -736,13 +768,21 @@ def _share_delays(transfers, window: int) -> dict:
 
 
 def estimate_cycles(cfg, program, *, dram_latency: int = DEFAULT_DRAM_LATENCY,
-                    dram_stall: int = 0, acc_read_ports: int | None = None) -> TimingReport:
+                    dram_stall: int = 0, acc_read_ports: int | None = None,
+                    dram=None) -> TimingReport:
     """Estimate the RTL cycles of ``program`` (bytes or decoded instructions) on ``cfg``.
 
     ``dram_latency`` and ``dram_stall`` describe the memory as ``sim.rtl.RtlJob`` does
     (first-beat latency in cycles; random stall density 0..255 on every AXI channel).
+    ``dram`` is the program's DRAM image (a :class:`~pyvta.sim.dram.Dram`, or ``(bytes,
+    base)``): pass it so the model sees the micro-ops and can overlap the two compute lanes
+    (see :meth:`TimingModel.estimate`).
     Returns a :class:`TimingReport`: total cycles, one :class:`InsnTiming` per instruction
     executed up to FINISH, and per-module busy/stall totals.
     """
+    if isinstance(dram, tuple):
+        from .dram import Dram
+        data, base = dram
+        dram = Dram(base=base, data=data)
     return TimingModel(cfg, dram_latency=dram_latency, dram_stall=dram_stall,
-                       acc_read_ports=acc_read_ports).estimate(program)
+                       acc_read_ports=acc_read_ports).estimate(program, dram)
