@@ -100,12 +100,65 @@ class Timing:
     busy: dict = field(default_factory=dict)
 
 
-def simulate(cfg, insns, cycles=None) -> Timing:
+class _Lanes:
+    """The two-lane compute module (``docs/scheduling.md``): in-order dispatch of one
+    instruction per cycle; GEMM lane G and ALU/reset lane A, each with an executing and a
+    one-entry next register; an instruction waits for the other lane's in-flight instructions
+    on its banks; pushes fire in order once everything dispatched up to them is complete
+    (pending-push FIFO of ``PUSH_FIFO`` entries); LOAD UOP/ACC with data and FINISH wait for
+    both lanes to be quiet."""
+
+    PUSH_FIFO = 2
+
+    def __init__(self):
+        self.disp = 0                       # earliest dispatch of the next instruction
+        self.ends = {"G": [0, 0], "A": [0, 0]}
+        self.bank_end = {"G": [0, 0], "A": [0, 0]}
+        self.done = 0                       # completion of everything dispatched so far
+        self.fires = [0, 0]
+
+    def run(self, insn, t, cost, mask, pushes) -> tuple[int, int, int]:
+        """Dispatch at or after ``t``; returns ``(dispatch, end, push fire time)``."""
+        t = max(t, self.disp)
+        op = insn.opcode
+        if op in (Opcode.GEMM, Opcode.ALU) and mask:
+            lane = "A" if op is Opcode.ALU or insn.reset_reg else "G"
+            other = "G" if lane == "A" else "A"
+            t = max(t, self.ends[lane][-2],
+                    *[self.bank_end[other][b] for b in (0, 1) if mask >> b & 1])
+            if pushes:
+                t = max(t, self.fires[-self.PUSH_FIFO])
+            end = max(t, self.ends[lane][-1]) + cost
+            self.ends[lane].append(end)
+            for b in (0, 1):
+                if mask >> b & 1:
+                    self.bank_end[lane][b] = end
+            self.done = max(self.done, end)
+            self.disp = t + 1
+        elif op is Opcode.FINISH or (op is Opcode.LOAD and insn.x_size and insn.y_size):
+            t = max(t, self.done, self.fires[-1] if op is Opcode.FINISH else 0)
+            end = t + cost
+            self.done = self.disp = end
+        else:                               # token-only (and empty GEMM/ALU)
+            end = t + 1
+            self.disp = t + 1
+            self.done = max(self.done, end)
+        fire = end
+        if pushes:
+            fire = max(self.done, self.fires[-1])
+            self.fires.append(fire)
+        return t, end, fire
+
+
+def simulate(cfg, insns, cycles=None, banks=None) -> Timing:
     """Estimate the cycles of a program on the decoupled architecture (see the module doc).
 
-    ``cycles(cfg, insn)`` overrides :func:`insn_cycles`.
+    ``cycles(cfg, insn)`` overrides :func:`insn_cycles`. With ``banks`` (per instruction, the
+    ACC bank-set mask: ``lower.banks.bank_sets``) the compute module is modelled as two lanes;
+    without it as one in-order pipeline.
     """
     cycles = cycles or insn_cycles
+    lanes = _Lanes() if banks is not None else None
     n = len(insns)
     mods = [_module(i) for i in insns]
     cost = [cycles(cfg, i) for i in insns]
@@ -140,14 +193,20 @@ def simulate(cfg, insns, cycles=None) -> Timing:
                 pops = [t for f, t in _POPS[m].items() if getattr(insn, f)]
                 if any(not tokens[t] for t in pops):
                     break
-                start = max([free[m], dispatch_t[idx]] + [tokens[t].popleft() for t in pops])
-                end[idx] = start + cost[idx]
-                free[m] = end[idx]
+                ready = max([dispatch_t[idx]] + [tokens[t].popleft() for t in pops])
+                pushes = [t for f, t in _PUSHES[m].items() if getattr(insn, f)]
+                if lanes is not None and m == "compute":
+                    start, end[idx], fire = lanes.run(insn, ready, cost[idx], banks[idx],
+                                                      pushes)
+                else:
+                    start = max(free[m], ready)
+                    end[idx] = fire = start + cost[idx]
+                    free[m] = end[idx]
                 busy[m] += cost[idx]
                 started[m].append(start)
-                for f, t in _PUSHES[m].items():
-                    if getattr(insn, f):
-                        tokens[t].append(end[idx])
+                for t in pushes:
+                    tokens[t].append(fire)
+                end[idx] = max(end[idx], fire)
                 q.popleft()
                 done += 1
                 progress = True

@@ -7,6 +7,7 @@ import pytest
 from pyvta.compiler import qops
 from pyvta.compiler.lower import (AccelOp, AccelProgram, LoweringError, lower, run_fsim,
                                   supports)
+from pyvta.compiler.lower.banks import LaneRuleError, bank_sets, check_lanes
 from pyvta.hw.config import list_presets, load_config
 from pyvta.hw.isa import MemType, Opcode, decode_program, decode_uops
 
@@ -51,6 +52,7 @@ def run_ops(preset, ops, feeds, outputs, base=0x10000):
     for name in outputs:
         assert np.array_equal(out[name], vals[name]), name
     check_hazards(prog, cfg)
+    check_lanes(cfg, prog)
     assert set(prog.est_cycles) == {op.name for op in ops}
     assert all(v > 0 for v in prog.est_cycles.values())
     return prog, counters

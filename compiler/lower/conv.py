@@ -339,14 +339,15 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
         if not any(v is p[2] for v in vectors):
             vectors.append(p[2])
     param_addr = [em.const(MemType.ACC, _param_vectors(cfg, v)) for v in vectors]
-    # Per-channel vectors stay in ACC for the whole operator when they are small.
-    resident = len(vectors) * ob_total <= cfg.acc_depth // 4
+    # Per-channel vectors stay in ACC for the whole operator when they are small: one copy at
+    # the top of each ACC bank, so a tile's ALU passes only touch its own bank (lanes).
+    resident = len(vectors) * ob_total <= em.acc_half // 4
     if not resident:
         reinit = None
         vectors = [p[2] for p in passes if p[2] is not None]
         param_addr = param_addr[:len(vectors)]
-    par_res = cfg.acc_depth - len(vectors) * ob_total
-    acc_half = par_res // 2 if resident else em.acc_half
+    par_off = em.acc_half - len(vectors) * ob_total   # offset of the copy inside a bank
+    acc_half = par_off if resident else em.acc_half   # room for a tile's accumulators
     clipped = np.zeros(cfg.acc_depth, bool)      # holds this operator's clipped outputs
 
     if plan is None:
@@ -367,8 +368,10 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     b = em.b
     first_load_step = True
     if resident:
-        for k, addr in enumerate(param_addr):
-            b.load(MemType.ACC, par_res + k * ob_total, addr, 1, ob_total)
+        for hh in (0, 1):
+            for k, addr in enumerate(param_addr):
+                b.load(MemType.ACC, hh * em.acc_half + par_off + k * ob_total, addr, 1,
+                       ob_total)
     for nb in range(nb_total):
         for oh0 in range(0, g.ho, th):
             th_v = min(th, g.ho - oh0)
@@ -382,9 +385,10 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                     tob_v = ob_e - ob_s
                     n_red = ncb[ob_s]
                     h_acc = em.tile()
-                    acc0 = h_acc * acc_half
+                    acc0 = h_acc * em.acc_half          # the tile's ACC bank
                     if resident:
-                        par = [par_res + k * ob_total + ob_s for k in range(len(param_addr))]
+                        par = [acc0 + par_off + k * ob_total + ob_s
+                               for k in range(len(param_addr))]
                     else:
                         par = [acc0 + tob * th * tw + k * tob for k in range(len(param_addr))]
                         for k, addr in enumerate(param_addr):
@@ -404,6 +408,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                     else:
                         tile_passes = passes
                         b.gemm(em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), reset=True)
+                    em.tile_body()
                     for r0, i0 in [(r0, i0) for r0 in range(0, n_red, tcb)
                                    for i0 in range(0, g.kh, tkh)]:
                         tcb_v, tkh_v = min(tcb, n_red - r0), min(tkh, g.kh - i0)
@@ -461,6 +466,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                                  acc0 + acc_half - 3, shared, rowskip)
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
+                    em.tile_epilogue()
                     for alu in tile_passes:
                         alu_pass(*alu)
                     clipped[region] = True

@@ -75,6 +75,7 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         b.gemm(em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), reset=True)
         if regions == 2:
             b.gemm(em.kernel([(acc_b, 0, 0)]), 1, n, dst=(0, 1), reset=True)
+        em.tile_body()
         hs = em.load_step()
         inp0, wgt0 = hs * em.inp_half, hs * em.wgt_half
         b.load(MemType.INP, inp0, a_addr + e0, 1, n)
@@ -96,6 +97,7 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
             b.gemm(em.kernel([(acc_b, inp0 + chunk, wgt0 + 1)]), 1, n, dst=(0, 1),
                    src=(0, 1))
         em.end_use_step()
+        em.tile_epilogue()
         if not small and not digits:
             if qop.mult_a != 1:
                 b.alu(AluOp.MUL, em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), imm=qop.mult_a)

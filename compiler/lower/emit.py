@@ -21,6 +21,19 @@ buffer is split into two halves used by alternate *output tiles*. Tokens (1-bit 
   tile ``t - 2`` have drained that ACC/OUT half); its last one pushes compute->store;
 * the stores of tile ``t`` pop compute->store first and push store->compute after the last one.
 
+Two compute lanes (``docs/scheduling.md``)
+------------------------------------------
+Tile slot ``h`` keeps all its ACC use inside bank ``h`` (``[h*D/2, (h+1)*D/2)``). A lowering
+marks the three parts of a tile: its *prologue* (:meth:`tile`: reset / re-initialisation),
+its *body* (:meth:`tile_body`: load steps and GEMMs) and its *epilogue*
+(:meth:`tile_epilogue`: ALU passes), then the stores. The emitter holds tile ``t``'s epilogue
+and stores back and emits them after tile ``t+1``'s prologue, interleaved with ``t+1``'s body
+in proportion to their estimated cycles (each lane keeps work queued), so that the reset of
+``t+1`` runs on the ALU lane during ``t``'s GEMMs and ``t``'s epilogue during ``t+1``'s GEMMs.
+The epilogue's first pass still precedes ``t+1``'s first GEMM. Token flags travel with their
+instructions: every pop still refers to an earlier push. Held-back instructions are flushed at
+barriers and at the end of each operator.
+
 Between operators a *barrier* drains both pipelines (the next operator may read what this one
 stored): compute pops the outstanding store->compute tokens, then pushes one compute->load token
 that the load module pops, with the outstanding ones, before its next load. Every dependency
@@ -38,6 +51,7 @@ from ...hw.config import HwConfig
 from ...hw.isa import MemType, Opcode, Uop, encode_uops
 from ...sim.dram import Dram
 from ..builder import ProgramBuilder
+from ..cost import insn_cycles
 
 __all__ = ["LoweringError", "Region", "Emitter"]
 
@@ -86,6 +100,11 @@ class Emitter:
         self._mark = None
         self._uops: list[Uop] = []
         self._uop_index: dict = {}
+        self._body_mark = self._epi_mark = None
+        self._pending: tuple[list, list] | None = None  # held-back (epilogue, stores)
+        #: Interleave held-back epilogues with the next tile's body (False: emit them whole
+        #: right after the next tile's prologue, the spec's minimal order).
+        self.interleave = True
 
     # --- helpers ---------------------------------------------------------------------------
     @property
@@ -130,9 +149,11 @@ class Emitter:
         return len(self._uops)
 
     def end_op(self, start: int, name: str = "operator"):
-        """Place the kernels registered since :meth:`begin_op` in DRAM and insert one LOAD UOP
-        at instruction index ``start`` (the operator's first instruction: the compute module
-        runs in order, so every GEMM/ALU of the operator sees them)."""
+        """Flush held-back instructions, place the kernels registered since :meth:`begin_op`
+        in DRAM and insert one LOAD UOP at instruction index ``start`` (the operator's first
+        instruction: the compute module runs in order, so every GEMM/ALU of the operator sees
+        them)."""
+        self.flush()
         if not self._uops:
             return
         if len(self._uops) > self.cfg.uop_depth:
@@ -179,9 +200,20 @@ class Emitter:
         self._flag(len(self.insns) - 1, push_prev_dep=True)
 
     def tile(self) -> int:
-        """Begin the compute instructions of an output tile; returns its ACC/OUT half."""
+        """Begin the compute instructions of an output tile (its prologue); returns its
+        ACC/OUT half, which is also the ACC bank all its accumulators must lie in."""
         self._tile_mark = len(self.insns)
+        self._body_mark = self._epi_mark = None
         return self._tile % 2
+
+    def tile_body(self):
+        """End of the tile's prologue (reset / re-initialisation): its load steps and GEMMs
+        follow. The previous tile's held-back epilogue goes right here, interleaved."""
+        self._body_mark = len(self.insns)
+
+    def tile_epilogue(self):
+        """End of the tile's body: its ALU epilogue follows (held back, see the module doc)."""
+        self._epi_mark = len(self.insns)
 
     def end_tile_compute(self):
         first = self._tile_mark
@@ -202,6 +234,62 @@ class Emitter:
         self._flag(first, pop_prev_dep=True)
         self._flag(len(self.insns) - 1, push_prev_dep=True)
         self._tile += 1
+        self._reorder()
+
+    # --- lane scheduling ---------------------------------------------------------------------
+    def _reorder(self):
+        """After a tile's stores: place the previous tile's held-back part into this tile's
+        body, and hold this tile's epilogue + stores back."""
+        ins = self.insns
+        body, epi = self._body_mark, self._epi_mark
+        marked = body is not None and epi is not None and epi < self._store_mark
+        if not marked:
+            if self._pending is not None:  # an unmarked tile: emit the held part before it
+                alu, st = self._pending
+                self._pending = None
+                ins[self._tile_mark:self._tile_mark] = alu + st
+            return
+        tail = ins[body:]
+        del ins[body:]
+        cut = epi - body
+        body_part, held = tail[:cut], tail[cut:]
+        if self._pending is not None:
+            alu, st = self._pending
+            ins.extend(self._merge(alu, st, body_part))
+        else:
+            ins.extend(body_part)
+        n_epi = self._store_mark - epi
+        self._pending = (held[:n_epi], held[n_epi:])
+        self._body_mark = self._epi_mark = None
+
+    def _merge(self, alu: list, stores: list, body: list) -> list:
+        """``alu`` (then ``stores``) interleaved with ``body``: each compute instruction goes
+        where it would start if both lanes ran their own instructions back to back from the
+        same moment (ALU first on ties); loads stay as early as the body has them."""
+        if not self.interleave:
+            return alu + stores + body
+        cfg = self.cfg
+        out, i, t_alu, t_gemm = [], 0, 0, 0
+        for x in body:
+            if x.opcode in (Opcode.GEMM, Opcode.ALU):
+                while i < len(alu) and t_alu <= t_gemm:
+                    out.append(alu[i])
+                    t_alu += insn_cycles(cfg, alu[i])
+                    i += 1
+                    if i == len(alu):
+                        out.extend(stores)
+                t_gemm += insn_cycles(cfg, x)
+            out.append(x)
+        if i < len(alu) or not alu:
+            out.extend(alu[i:] + stores)
+        return out
+
+    def flush(self):
+        """Emit the held-back epilogue and stores (end of an operator, barriers)."""
+        if self._pending is not None:
+            alu, st = self._pending
+            self._pending = None
+            self.insns.extend(alu + st)
 
     def barrier(self, defer: bool = True):
         """Drain both pipelines: later loads see every earlier store (see the module doc).
@@ -209,6 +297,7 @@ class Emitter:
         With ``defer`` the load module pops the barrier token only at the next operator's
         first INP load, so that operator's first weights load while the last stores drain.
         """
+        self.flush()
         pending_s2c = min(self._tile, 2)
         pending_c2l = min(self._step, 2)
         for _ in range(max(pending_s2c - 1, 0)):

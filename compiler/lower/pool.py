@@ -98,6 +98,11 @@ def lower_maxpool(em: Emitter, qop: QMaxPool, in_shape, in_addr: int, out_addr: 
                     f0 = h_acc * em.acc_half
                     o0 = f0 + frame
                     b.gemm(em.kernel([(f0, 0, 0)]), 1, frame, dst=(0, 1), reset=True)
+                    out_uops = [(o0 + cl * p, 0, 0) for cl in range(tcb_v)]
+                    # An immediate, so the lanes' scanner sees no tensor operand (bank 0).
+                    b.alu(AluOp.MIN, em.kernel(out_uops), th_v, tw_v, dst=(tw_v, 1),
+                          imm=0, reset=True)
+                    em.tile_body()
                     hs = em.load_step()
                     inp0, wgt0 = hs * em.inp_half, hs * em.wgt_half
                     for cl in range(tcb_v):
@@ -110,6 +115,7 @@ def lower_maxpool(em: Emitter, qop: QMaxPool, in_shape, in_addr: int, out_addr: 
                     em.use_step()
                     b.gemm(em.kernel([(f0, inp0, wgt0)]), 1, frame, dst=(0, 1), src=(0, 1))
                     em.end_use_step()
+                    em.tile_epilogue()
                     # Padding rectangles: (first row, rows, first col, cols) of each block.
                     rects = [(0, yp0, 0, cw), (r - yp1, yp1, 0, cw),
                              (yp0, r - yp0 - yp1, 0, xp0), (yp0, r - yp0 - yp1, cw - xp1, xp1)]
@@ -118,9 +124,6 @@ def lower_maxpool(em: Emitter, qop: QMaxPool, in_shape, in_addr: int, out_addr: 
                             uops = [(f0 + cl * r * cw + y0 * cw + x0, 0, 0)
                                     for cl in range(tcb_v)]
                             b.alu(AluOp.MIN, em.kernel(uops), ny, nx, dst=(cw, 1), imm=-128)
-                    out_uops = [(o0 + cl * p, 0, 0) for cl in range(tcb_v)]
-                    b.alu(AluOp.MIN, em.kernel(out_uops), th_v, tw_v, dst=(tw_v, 1),
-                          reset=True)
                     for i in range(kh):
                         for j in range(kw):
                             uops = [(o0 + cl * p, f0 + cl * r * cw + i * cw + j, 0)
