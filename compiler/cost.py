@@ -220,12 +220,17 @@ def compute_bound(cfg, macs: int) -> float:
     return macs / cfg.macs_per_cycle
 
 
-def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=None) -> float:
+def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=None,
+                   lanes: bool = True) -> float:
     """Closed-form cycles of a convolution tiled as ``th x tw x tob`` with ``tcb``-block steps.
 
-    Double buffering overlaps a step's loads with the previous step's GEMM, so a tile costs
-    ``max(loads, GEMMs + ALU)``; a tile's stores overlap the next tile. Partial edge tiles are
-    accounted for by using the average tile size.
+    Double buffering overlaps a step's loads with the previous step's GEMM. With the two
+    compute lanes (``lanes``, and per-channel vectors resident: ``n_params == 0``) a tile's ALU
+    epilogue and the next tile's reset run on lane A while lane G runs GEMMs, so a tile costs
+    ``max(loads, GEMMs, reset + ALU + stores)``: lane A also waits, before the reset of tile
+    ``t+2``, for the stores of tile ``t`` (same bank). Otherwise (one pipeline, or per-tile
+    LOAD ACC of the vectors, which waits for both lanes) ``max(loads, GEMMs + reset + ALU)``.
+    Partial edge tiles are accounted for by using the average tile size.
     """
     nb = -(-g.n // cfg.batch)
     n_rt, n_ct = -(-g.ho // th), -(-g.wo // tw)
@@ -248,6 +253,9 @@ def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=No
     extra = (1 + n_alu) * (tob_a * p + PIPE_OVERHEAD) + \
         n_params * (DRAM_LATENCY + tob_a * cfg.acc_elem_bytes / ab)
     store = tob_a * (DRAM_LATENCY + th_a * ROW_OVERHEAD + p * cfg.out_elem_bytes / ab)
-    tile = max(steps * load_step, steps * gemm_step + extra, store)
+    if lanes and not n_params:
+        tile = max(steps * load_step, steps * gemm_step + 2 * PIPE_OVERHEAD, extra + store)
+    else:
+        tile = max(steps * load_step, steps * gemm_step + extra, store)
     n_tiles = nb * n_rt * n_ct * n_ot
     return n_tiles * tile + load_step + store
