@@ -273,7 +273,7 @@ def test_conv_bias_by_gemm(preset):
 
 
 def _lanes_case():
-    x = i8((1, 16, 12, 12))
+    x = i8((1, 16, 24, 24))
     op = conv_op(x.shape, 40, 3, pad=1, pre=3)
     return x, op
 
@@ -290,7 +290,7 @@ def test_lane_rules_hold_on_multi_tile_programs(preset):
            AccelOp("add", qops.QAdd(300, 1000, 11), ["a", "m"], "y", [s, s], s)]
     prog, _ = run_ops(cfg, ops, {"x": x}, ["y"])
     counts = check_lanes(cfg, prog)
-    assert counts["transitions"] >= 3 * 2, counts  # several tiles in every operator
+    assert min(counts["per_op"].values()) >= 1, counts  # several tiles in every operator
     xd = i8((3, 700))
     q = qops.QDense(i8((300, 700)), RNG.integers(-1000, 1000, 300).astype(np.int32),
                     qops.Requant(RNG.integers(1, 90, 300).astype(np.int32), 12))

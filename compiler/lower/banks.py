@@ -80,7 +80,8 @@ def _lane(insn) -> str | None:
 
 def check_lanes(cfg, prog) -> dict:
     """Check the bank and order rules on an :class:`AccelProgram`; raises
-    :class:`LaneRuleError`. Returns counts: ``{"tiles": .., "transitions": ..}``."""
+    :class:`LaneRuleError`. Returns counts: ``{"tiles": .., "transitions": .., "per_op":
+    {operator: transitions}}`` (a transition: one tile's GEMMs followed by the next's)."""
     insns = decode_program(prog.insns, cfg)
     masks = bank_sets(cfg, insns, prog.segments)
     for i, (insn, m) in enumerate(zip(insns, masks)):
@@ -88,8 +89,9 @@ def check_lanes(cfg, prog) -> dict:
             raise LaneRuleError(f"instruction {i} ({insn.opcode.name}) touches both ACC "
                                 f"banks (mask {m})")
     tiles = transitions = 0
+    per_op = {}
     bounds = [b for _, b, _ in prog.node_ranges] + [len(insns)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for name, lo, hi in zip([r[0] for r in prog.node_ranges], bounds[:-1], bounds[1:]):
         runs = []  # (bank, first index, last index) of consecutive lane-G GEMMs
         for i in range(lo, hi):
             if _lane(insns[i]) == "G" and masks[i]:
@@ -99,6 +101,7 @@ def check_lanes(cfg, prog) -> dict:
                 else:
                     runs.append([bank, i, i])
         tiles += len(runs)
+        per_op[name] = max(0, len(runs) - 1)
         for (b, _, end), (b2, start, _) in zip(runs[:-1], runs[1:]):
             transitions += 1
             a_lane = [i for i in range(end + 1, hi) if _lane(insns[i]) == "A" and masks[i]]
@@ -110,4 +113,4 @@ def check_lanes(cfg, prog) -> dict:
             if not any(masks[i] >> 1 == b2 for i in a_lane if i < epi):
                 raise LaneRuleError(f"no reset of the tile starting at instruction {start} "
                                     f"before the epilogue at instruction {epi}")
-    return {"tiles": tiles, "transitions": transitions}
+    return {"tiles": tiles, "transitions": transitions, "per_op": per_op}
