@@ -259,17 +259,20 @@ def test_batch2_configuration():
 
 
 @pytest.mark.parametrize("preset", ["tiny", "pynq-z1"])
-def test_conv_bias_by_gemm(preset):
-    """pre_shift > 0 and a bias that fits one weight block: added by a GEMM micro-op."""
-    x = i8((1, 16, 10, 10))
-    q = qops.QConv2d(i8((24, 16, 3, 3)), RNG.integers(-100000, 100000, 24).astype(np.int32),
+@pytest.mark.parametrize("c", [8, 64])
+def test_conv_bias_by_gemm(preset, c):
+    """pre_shift > 0 and a bias that fits one weight block: added by a GEMM micro-op when the
+    reduction is short (the GEMM lane has room), by the ALU lane when it is long (c=64)."""
+    x = i8((1, c, 10, 10))
+    q = qops.QConv2d(i8((24, c, 3, 3)), RNG.integers(-100000, 100000, 24).astype(np.int32),
                      qops.Requant(RNG.integers(1, 3000, 24).astype(np.int32), 13, 6, 0, 127),
                      pads=(1, 1, 1, 1))
     prog, _ = run_ops(preset, [AccelOp("conv", q, ["x"], "y", [x.shape], (1, 24, 10, 10))],
                       {"x": x}, ["y"])
     insns = decode_program(prog.insns, load_config(preset))
-    assert not any(i.opcode is Opcode.ALU and i.alu_opcode.name == "ADD" and not i.use_imm
-                   for i in insns)
+    tensor_add = any(i.opcode is Opcode.ALU and i.alu_opcode.name == "ADD" and not i.use_imm
+                     for i in insns)
+    assert tensor_add == (c == 64)
 
 
 def _lanes_case():

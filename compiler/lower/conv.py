@@ -276,6 +276,28 @@ def _param_vectors(cfg, vec: np.ndarray) -> np.ndarray:
         np.broadcast_to(v.reshape(ob, 1, cfg.block_out), (ob, cfg.batch, cfg.block_out)))
 
 
+def _alu_bias_is_free(cfg, qop: QConv2d, g: ConvGeom, gemm_per_output: int) -> bool:
+    """Whether the bias should be added by the ALU although a GEMM micro-op could add it.
+
+    With two compute lanes a tile's ALU passes run while the other tile's GEMMs do, so an
+    ALU bias costs nothing when the ALU lane stays well below the GEMM lane's
+    ``gemm_per_output`` cycles per output; the GEMM bias would add one cycle per output to
+    the GEMM lane."""
+    from ..cost import alu_tensor_cycles
+    tensor = alu_tensor_cycles(cfg)
+
+    def cycles(ps):
+        return sum(tensor if v is not None else 1 for _, _, v in ps)
+    alu = 1 + cycles(requant_passes(qop.requant, qop.bias, g.o))
+    reinit = reinit_passes(qop.requant, qop.bias, g.o,
+                           (g.c // g.groups) * g.kh * g.kw * 128 * 128)
+    if reinit is not None:
+        alu = min(alu, cycles([reinit[0]] + reinit[1]))
+    # The ALU lane also waits for a tile's stores before the reset two tiles later.
+    store = 2 * cfg.out_elem_bytes / cfg.axi_bytes
+    return alu + store <= 0.75 * gemm_per_output
+
+
 def check_conv(qop: QConv2d, in_shape, name: str):
     """Validate a convolution's attributes against what the hardware can do."""
     if len(in_shape) != 4:
@@ -324,6 +346,8 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     # With a pre-shift the bias must be added before it: by a GEMM micro-op per output when
     # its digits fit a weight block (1 cycle), else by the ALU (requant.py).
     gemm_bias = bias_block_digits(cfg, qop.bias) if qop.requant.pre_shift else None
+    if gemm_bias is not None and _alu_bias_is_free(cfg, qop, g, max(ncb) * kk):
+        gemm_bias = None
     passes = requant_passes(qop.requant, None if gemm_bias is not None else qop.bias, g.o)
     vec_passes = [p for p in passes if p[2] is not None]
     # Tiles whose accumulators hold this operator's clipped outputs skip the reset (requant.py).
@@ -338,14 +362,17 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     for p in vec_passes:
         if not any(v is p[2] for v in vectors):
             vectors.append(p[2])
-    param_addr = [em.const(MemType.ACC, _param_vectors(cfg, v)) for v in vectors]
     # Per-channel vectors stay in ACC for the whole operator when they are small: one copy at
     # the top of each ACC bank, so a tile's ALU passes only touch its own bank (lanes).
     resident = len(vectors) * ob_total <= em.acc_half // 4
     if not resident:
         reinit = None
         vectors = [p[2] for p in passes if p[2] is not None]
-        param_addr = param_addr[:len(vectors)]
+    # All vectors in one DRAM block (``[param][ob]``): one LOAD ACC per bank when resident
+    # (a LOAD ACC waits until both compute lanes are idle).
+    params_addr = em.const(MemType.ACC, np.concatenate(
+        [_param_vectors(cfg, v) for v in vectors])) if vectors else 0
+    param_addr = [params_addr + k * ob_total for k in range(len(vectors))]
     par_off = em.acc_half - len(vectors) * ob_total   # offset of the copy inside a bank
     acc_half = par_off if resident else em.acc_half   # room for a tile's accumulators
     clipped = np.zeros(cfg.acc_depth, bool)      # holds this operator's clipped outputs
@@ -368,10 +395,9 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     b = em.b
     first_load_step = True
     if resident:
-        for hh in (0, 1):
-            for k, addr in enumerate(param_addr):
-                b.load(MemType.ACC, hh * em.acc_half + par_off + k * ob_total, addr, 1,
-                       ob_total)
+        for hh in (0, 1) if vectors else ():
+            b.load(MemType.ACC, hh * em.acc_half + par_off, params_addr, 1,
+                   len(vectors) * ob_total)
     for nb in range(nb_total):
         for oh0 in range(0, g.ho, th):
             th_v = min(th, g.ho - oh0)
