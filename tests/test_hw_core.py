@@ -208,20 +208,18 @@ def test_virtual_threads():
     i_addr = b.put(MemType.INP, inp)
     w_addr = b.put(MemType.WGT, wgt)
     o_addr = b.reserve(MemType.OUT, T * tiles)
-    gk = b.uop_kernel([(e, e, 0) for e in range(tiles)])
-    g = b.load_uops(gk)
+    # One micro-op kernel per tile slot h: slot h uses INP, ACC and OUT [h, h + tiles), so
+    # the only reuse across tiles is slot h of tile t+2, ordered by the tokens.
+    g = [b.load_uops(b.uop_kernel([(h + e, h + e, 0) for e in range(tiles)]), h)
+         for h in (0, tiles)]
     b.load(MemType.WGT, 0, w_addr, 1, 1)
     for t in range(T):
         h = (t % 2) * tiles
         b.load(MemType.INP, h, i_addr + t * tiles, 1, tiles, pop_next_dep=t >= 2,
                push_next_dep=True)
-        b.gemm(g, dst=(h, 0), reset=True, iter_out=1, pop_prev_dep=True, pop_next_dep=t >= 2)
-        b.gemm(g, dst=(h, 0), src=(h, 0), iter_out=1, push_prev_dep=t + 2 < T)
-        b.insns[-1] = b.insns[-1].__class__(**{**b.insns[-1].__dict__, "dst_factor_out": h,
-                                               "src_factor_out": h})
-        b.alu(AluOp.SHR, g, imm=6, dst=(h, 0), src=(h, 0))
-        b.insns[-1] = b.insns[-1].__class__(**{**b.insns[-1].__dict__, "dst_factor_out": h,
-                                               "push_next_dep": True})
+        b.gemm(g[t % 2], reset=True, pop_prev_dep=True, pop_next_dep=t >= 2)
+        b.gemm(g[t % 2], push_prev_dep=t + 2 < T)
+        b.alu(AluOp.SHR, g[t % 2], imm=6, push_next_dep=True)
         b.store(h, o_addr + t * tiles, 1, tiles, pop_prev_dep=True, push_prev_dep=True)
     b.sync("compute", pop_next_dep=True)
     b.finish(pop_next_dep=True)

@@ -185,7 +185,8 @@ def test_rtl_default_config_verilator():
 
 def test_rtl_icarus_subset():
     """The same harness under Icarus (conformance padded-load, ALU and GEMM programs, and
-    small random ones under random DRAM timing), from reset with no warm-up program: DRAM, the ERROR register and the micro-op counters are
+    small random ones under random DRAM timing, and a two-lane program), from reset with no
+    warm-up program: DRAM, the ERROR register and the micro-op counters are
     checked as under Verilator, and every register (cycle count and stall counters included)
     must equal Verilator's, since both simulate the same RTL and DRAM model.
 
@@ -198,6 +199,10 @@ def test_rtl_icarus_subset():
              "relu_clip", "gemm_shr_max_min_2thread"]
     cases = [Case(n, cfg, suite[n].encode(), suite[n].dram, latency=4 * i, stall=50 * i,
                   seed=i + 1) for i, n in enumerate(names)]
+    # The two compute lanes: overlap across banks, and pushes deferred past busy lanes.
+    cases.append(lanes_case(cfg, np.random.default_rng(3), "lanes", alu_base=cfg.acc_depth // 2,
+                            alu_rows=16, gemm_rows=16, extra=_deferred_pushes, latency=2,
+                            stall=40, seed=7))
     # A few small random programs too (Icarus runs ~5,000 cycles/s).
     for seed in range(5150, 5158):
         r, rng = random.Random(seed), np.random.default_rng(seed)
@@ -365,3 +370,86 @@ def test_rtl_128bit_bus_verilator():
              alu_case(cfg, rng, [(AluOp.ADD, "tensor"), (AluOp.SHR, 2)], latency=5, stall=150,
                       seed=9)]
     run_and_check(cfg, "verilator", cases)
+
+
+# --- two execution lanes (docs/hardware.md, "Compute module") -------------------------------
+
+def lanes_case(cfg, rng, name, alu_base, gemm_base=0, gemm_rows=32, alu_rows=48,
+               alu_passes=4, extra=None, **timing):
+    """A long GEMM into ACC ``[gemm_base, +gemm_rows)`` and ALU passes over ACC
+    ``[alu_base, +alu_rows)`` (loaded from DRAM), then both regions stored.
+
+    With the two regions in different ACC banks the ALU passes run in lane A while lane G runs
+    the GEMM; in the same bank they serialise. ``extra(b)`` may add instructions before the
+    stores (they must leave one compute->store token per store pushed, see below)."""
+    from pyvta.compiler.builder import ProgramBuilder
+    lanes = cfg.batch * cfg.block_out
+    b = ProgramBuilder(cfg, Dram(1 << 18))
+    ni, nw = 16, 8
+    inp = rng.integers(-128, 128, (ni, cfg.batch, cfg.block_in), dtype=np.int8)
+    wgt = rng.integers(-128, 128, (nw, cfg.block_out, cfg.block_in), dtype=np.int8)
+    acc = rng.integers(-5000, 5000, (alu_rows, lanes), dtype=np.int32)
+    i_addr, w_addr = b.put(MemType.INP, inp), b.put(MemType.WGT, wgt)
+    a_addr = b.put(MemType.ACC, acc)
+    g_out = b.reserve(MemType.OUT, gemm_rows)
+    a_out = b.reserve(MemType.OUT, alu_rows)
+    gk = b.uop_kernel([(gemm_base + j, j % ni, (j * 3) % nw) for j in range(gemm_rows)])
+    ak = b.uop_kernel([(alu_base + j, alu_base + (j + 1) % alu_rows, 0)
+                       for j in range(alu_rows)])
+    g = b.load_uops(gk, 0)
+    a = b.load_uops(ak, gemm_rows)
+    b.load(MemType.ACC, alu_base, a_addr, 1, alu_rows)
+    b.load(MemType.INP, 0, i_addr, 1, ni)
+    b.load(MemType.WGT, 0, w_addr, 1, nw, push_next_dep=True)
+    b.gemm(g, reset=True)
+    b.gemm(g, iter_out=6, pop_prev_dep=True)
+    ops = [(AluOp.ADD, 3), (AluOp.MAX, None), (AluOp.SHR, 1), (AluOp.MUL, -3),
+           (AluOp.MIN, None), (AluOp.ADD, -7)]
+    for p in range(alu_passes):
+        op, imm = ops[p % len(ops)]
+        b.alu(op, a, imm=imm)
+    n_tokens = 0
+    if extra is not None:
+        n_tokens = extra(b)
+    b.sync("compute", push_next_dep=True)
+    b.store(gemm_base, g_out, 1, gemm_rows, pop_prev_dep=True)
+    for _ in range(n_tokens):
+        b.sync("store", pop_prev_dep=True)
+    b.store(alu_base, a_out, 1, alu_rows, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    eb = cfg.out_elem_bytes
+    written = [(g_out * eb, gemm_rows * eb), (a_out * eb, alu_rows * eb)]
+    return Case(name, cfg, b.encode(), b.dram, written, **timing)
+
+
+def _deferred_pushes(b):
+    """Token-only syncs and empty GEMMs that push while lane G still runs the GEMM: each push
+    may only fire once everything before it is done; more pushes than the pending-push FIFO
+    holds (dispatch waits for room)."""
+    for i in range(6):
+        if i % 2:
+            b.sync("compute", push_next_dep=True)
+        else:
+            b.gemm((0, 0), push_next_dep=True)  # no micro-ops: token-only
+    return 6
+
+
+def test_rtl_lanes_overlap_verilator():
+    """ALU passes on ACC bank 1 overlap a GEMM on bank 0 (fewer cycles than the same work in
+    one bank); instructions spanning both banks; deferred pushes. All exact against fsim."""
+    cfg = load_config("tiny")
+    half = cfg.acc_depth // 2
+    rng = np.random.default_rng(12)
+    par = lanes_case(cfg, rng, "lanes: ALU bank 1 || GEMM bank 0", alu_base=half + 8)
+    ser = lanes_case(cfg, np.random.default_rng(12), "lanes: ALU and GEMM in bank 0",
+                     alu_base=64)
+    span = lanes_case(cfg, rng, "lanes: ALU spans both banks", alu_base=half - 20,
+                      gemm_base=half - 10, latency=5, stall=60, seed=4)
+    rev = lanes_case(cfg, rng, "lanes: GEMM bank 1, ALU bank 0", alu_base=0,
+                     gemm_base=half + 40, alu_passes=6, latency=9, stall=120, seed=5)
+    dfr = lanes_case(cfg, rng, "lanes: deferred pushes", alu_base=half, alu_rows=8,
+                     alu_passes=1, extra=_deferred_pushes, latency=3, stall=30, seed=6)
+    res = run_and_check(cfg, "verilator", [par, ser, span, rev, dfr])
+    alu_cycles = 4 * 48 * 1  # ALU micro-op slots of the four passes (two with two slots)
+    assert res[0].cycles + alu_cycles // 2 < res[1].cycles, \
+        f"no overlap: {res[0].cycles} cycles in two banks vs {res[1].cycles} in one"
