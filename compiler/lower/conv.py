@@ -276,26 +276,46 @@ def _param_vectors(cfg, vec: np.ndarray) -> np.ndarray:
         np.broadcast_to(v.reshape(ob, 1, cfg.block_out), (ob, cfg.batch, cfg.block_out)))
 
 
-def _alu_bias_is_free(cfg, qop: QConv2d, g: ConvGeom, gemm_per_output: int) -> bool:
-    """Whether the bias should be added by the ALU although a GEMM micro-op could add it.
-
-    With two compute lanes a tile's ALU passes run while the other tile's GEMMs do, so an
-    ALU bias costs nothing when the ALU lane stays well below the GEMM lane's
-    ``gemm_per_output`` cycles per output; the GEMM bias would add one cycle per output to
-    the GEMM lane."""
+def _lane_cycles(cfg, qop: QConv2d, g: ConvGeom, gemm_bias: bool) -> int:
+    """ALU-lane cycles per output element of a tile: reset or re-initialisation and the
+    requantization passes (with the bias unless ``gemm_bias``)."""
     from ..cost import alu_tensor_cycles
     tensor = alu_tensor_cycles(cfg)
 
     def cycles(ps):
         return sum(tensor if v is not None else 1 for _, _, v in ps)
-    alu = 1 + cycles(requant_passes(qop.requant, qop.bias, g.o))
-    reinit = reinit_passes(qop.requant, qop.bias, g.o,
-                           (g.c // g.groups) * g.kh * g.kw * 128 * 128)
-    if reinit is not None:
-        alu = min(alu, cycles([reinit[0]] + reinit[1]))
-    # The ALU lane also waits for a tile's stores before the reset two tiles later.
-    store = 2 * cfg.out_elem_bytes / cfg.axi_bytes
-    return alu + store <= 0.75 * gemm_per_output
+    bias = None if gemm_bias else qop.bias
+    alu = 1 + cycles(requant_passes(qop.requant, bias, g.o))
+    if not gemm_bias:
+        reinit = reinit_passes(qop.requant, qop.bias, g.o,
+                               (g.c // g.groups) * g.kh * g.kw * 128 * 128)
+        if reinit is not None:
+            alu = min(alu, cycles([reinit[0]] + reinit[1]))
+    return alu
+
+
+def _alu_bias_is_free(cfg, qop: QConv2d, g: ConvGeom, gemm_per_output: int) -> bool:
+    """Whether the bias should be added by the ALU although a GEMM micro-op could add it.
+
+    With two compute lanes a tile's ALU passes run while the other tile's GEMMs do: per
+    output, a GEMM bias costs the GEMM lane one cycle, an ALU bias costs the ALU lane a
+    tensor pass; keep whichever leaves the busier lane less busy (ties: the ALU)."""
+    store = cfg.out_elem_bytes / cfg.axi_bytes / 2  # exposed stores (split, see _epilogue_parts)
+    with_gemm = max(gemm_per_output + 1, _lane_cycles(cfg, qop, g, True) + store)
+    with_alu = max(gemm_per_output, _lane_cycles(cfg, qop, g, False) + store)
+    return with_alu <= with_gemm
+
+
+def _epilogue_parts(tob, th, split: bool) -> list:
+    """Parts ``(ob_lo, ob_hi, row_lo, row_hi)`` of a tile whose epilogue passes and stores are
+    emitted one after the other. With ``split`` the last part is about a quarter of the tile:
+    the stores of the first part then run during the ALU passes of the last, so the ALU lane
+    waits only for the last part's stores before re-using the bank two tiles later."""
+    if split and tob >= 2:
+        return [(0, tob - max(1, tob // 4), 0, th), (tob - max(1, tob // 4), tob, 0, th)]
+    if split and th >= 4:
+        return [(0, 1, 0, th - th // 4), (0, 1, th - th // 4, th)]
+    return [(0, tob, 0, th)]
 
 
 def check_conv(qop: QConv2d, in_shape, name: str):
@@ -349,6 +369,9 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     if gemm_bias is not None and _alu_bias_is_free(cfg, qop, g, max(ncb) * kk):
         gemm_bias = None
     passes = requant_passes(qop.requant, None if gemm_bias is not None else qop.bias, g.o)
+    # Split a tile's stores when the ALU lane is the busier one (it waits for the stores).
+    split_stores = _lane_cycles(cfg, qop, g, gemm_bias is not None) + \
+        cfg.out_elem_bytes / cfg.axi_bytes > 0.6 * max(ncb) * kk
     vec_passes = [p for p in passes if p[2] is not None]
     # Tiles whose accumulators hold this operator's clipped outputs skip the reset (requant.py).
     reinit = None if gemm_bias is not None else reinit_passes(
@@ -420,12 +443,17 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         for k, addr in enumerate(param_addr):
                             b.load(MemType.ACC, par[k], addr + ob_s, 1, tob_v)
 
-                    def alu_pass(op, imm, vec, acc0=acc0, par=par, tob_v=tob_v, p=p):
+                    def alu_pass(op, imm, vec, part=(0, tob_v, 0, th_v), acc0=acc0, par=par,
+                                 p=p, tw_v=tw_v):
+                        o_lo, o_hi, r_lo, r_hi = part
+                        d0 = acc0 + o_lo * p + r_lo * tw_v
+                        n = (r_hi - r_lo) * tw_v
                         if vec is None:
-                            b.alu(op, em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), imm=imm)
+                            b.alu(op, em.kernel([(d0, 0, 0)]), o_hi - o_lo, n, dst=(p, 1),
+                                  imm=imm)
                         else:
                             k = next(i for i, v in enumerate(vectors) if v is vec)
-                            b.alu(op, em.kernel([(acc0, par[k], 0)]), tob_v, p,
+                            b.alu(op, em.kernel([(d0, par[k] + o_lo, 0)]), o_hi - o_lo, n,
                                   dst=(p, 1), src=(1, 0))
                     region = slice(acc0, acc0 + tob_v * p)
                     if reinit is not None and clipped[region].all():
@@ -493,18 +521,26 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
                     em.tile_epilogue()
-                    for alu in tile_passes:
-                        alu_pass(*alu)
+                    parts = _epilogue_parts(tob_v, th_v, split_stores)
+                    for j, part in enumerate(parts):
+                        for alu in tile_passes:
+                            alu_pass(*alu, part=part)
+                        if j < len(parts) - 1:
+                            em.part_stores()
+                        else:
+                            em.end_tile_compute()
+                            em.stores()
+                        o_lo, o_hi, r_lo, r_hi = part
+                        for ol in range(o_lo, o_hi):
+                            ob = ob_s + ol
+                            b.store(acc0 + ol * p + r_lo * tw_v,
+                                    out_addr + ((nb * ob_total + ob) * g.ho + oh0 + r_lo)
+                                    * g.wo + ow0, r_hi - r_lo, tw_v, g.wo)
+                        if j < len(parts) - 1:
+                            em.end_part_stores()
                     clipped[region] = True
                     if tob_v * p < 3:  # scratch micro-ops (gemm_kernel mode C)
                         clipped[acc0 + acc_half - 3:acc0 + acc_half] = False
-                    em.end_tile_compute()
-                    em.stores()
-                    for ol in range(tob_v):
-                        ob = ob_s + ol
-                        b.store(acc0 + ol * p,
-                                out_addr + ((nb * ob_total + ob) * g.ho + oh0) * g.wo + ow0,
-                                th_v, tw_v, g.wo)
                     em.end_stores()
     em.end_op(start, name)
     return plan

@@ -101,7 +101,7 @@ class Emitter:
         self._uops: list[Uop] = []
         self._uop_index: dict = {}
         self._body_mark = self._epi_mark = None
-        self._pending: tuple[list, list] | None = None  # held-back (epilogue, stores)
+        self._pending: list | None = None  # held-back epilogue and stores
         #: Interleave held-back epilogues with the next tile's body (False: emit them whole
         #: right after the next tile's prologue, the spec's minimal order).
         self.interleave = True
@@ -223,8 +223,21 @@ class Emitter:
             self._flag(first, pop_next_dep=True)
         self._flag(len(self.insns) - 1, push_next_dep=True)
 
+    def part_stores(self):
+        """Begin STOREs of a part of the tile whose epilogue passes are complete (before the
+        rest of the epilogue): the last compute instruction so far pushes compute->store,
+        so these stores start while the ALU still works on the rest of the tile."""
+        self._flag(len(self.insns) - 1, push_next_dep=True)
+        self._part_mark = len(self.insns)
+
+    def end_part_stores(self):
+        first = self._part_mark
+        if first == len(self.insns):
+            self.b.sync("store")
+        self._flag(first, pop_prev_dep=True)
+
     def stores(self):
-        """Begin the STOREs of the current tile."""
+        """Begin the STOREs of the current tile (its last ones)."""
         self._store_mark = len(self.insns)
 
     def end_stores(self):
@@ -245,51 +258,48 @@ class Emitter:
         marked = body is not None and epi is not None and epi < self._store_mark
         if not marked:
             if self._pending is not None:  # an unmarked tile: emit the held part before it
-                alu, st = self._pending
+                ins[self._tile_mark:self._tile_mark] = self._pending
                 self._pending = None
-                ins[self._tile_mark:self._tile_mark] = alu + st
             return
         tail = ins[body:]
         del ins[body:]
         cut = epi - body
         body_part, held = tail[:cut], tail[cut:]
         if self._pending is not None:
-            alu, st = self._pending
-            ins.extend(self._merge(alu, st, body_part))
+            ins.extend(self._merge(self._pending, body_part))
         else:
             ins.extend(body_part)
-        n_epi = self._store_mark - epi
-        self._pending = (held[:n_epi], held[n_epi:])
+        self._pending = held
         self._body_mark = self._epi_mark = None
 
-    def _merge(self, alu: list, stores: list, body: list) -> list:
-        """``alu`` (then ``stores``) interleaved with ``body``: each compute instruction goes
-        where it would start if both lanes ran their own instructions back to back from the
-        same moment (ALU first on ties); loads stay as early as the body has them."""
+    def _merge(self, held: list, body: list) -> list:
+        """``held`` (a tile's epilogue with its stores) interleaved with ``body``: each compute
+        instruction goes where it would start if both lanes ran their own instructions back
+        to back from the same moment (the epilogue first on ties); loads and stores stay as
+        early as their own sequence has them."""
         if not self.interleave:
-            return alu + stores + body
+            return held + body
         cfg = self.cfg
         out, i, t_alu, t_gemm = [], 0, 0, 0
+
+        def compute(x):
+            return x.opcode in (Opcode.GEMM, Opcode.ALU)
         for x in body:
-            if x.opcode in (Opcode.GEMM, Opcode.ALU):
-                while i < len(alu) and t_alu <= t_gemm:
-                    out.append(alu[i])
-                    t_alu += insn_cycles(cfg, alu[i])
+            if compute(x):
+                while i < len(held) and (not compute(held[i]) or t_alu <= t_gemm):
+                    out.append(held[i])
+                    if compute(held[i]):
+                        t_alu += insn_cycles(cfg, held[i])
                     i += 1
-                    if i == len(alu):
-                        out.extend(stores)
                 t_gemm += insn_cycles(cfg, x)
             out.append(x)
-        if i < len(alu) or not alu:
-            out.extend(alu[i:] + stores)
-        return out
+        return out + held[i:]
 
     def flush(self):
         """Emit the held-back epilogue and stores (end of an operator, barriers)."""
         if self._pending is not None:
-            alu, st = self._pending
+            self.insns.extend(self._pending)
             self._pending = None
-            self.insns.extend(alu + st)
 
     def barrier(self, defer: bool = True):
         """Drain both pipelines: later loads see every earlier store (see the module doc).
