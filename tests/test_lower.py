@@ -359,3 +359,15 @@ def test_split_stores_when_alu_lane_is_busier(preset, o):
     c2s = sum(i.push_next_dep for i in insns if i.opcode in (Opcode.ALU, Opcode.GEMM))
     s2c = sum(i.push_prev_dep for i in insns if i.opcode is Opcode.STORE)
     assert c2s == 2 * s2c > 0
+
+
+@pytest.mark.parametrize("preset", ["tiny", "pynq-z1"])
+@pytest.mark.parametrize("ma,mb,shift", [(512, -768, 12), (256, 1024, 5), (2560, 256, 8),
+                                         (-256, 256, 0), (256, 512, 9)])
+def test_add_multiples_of_256(preset, ma, mb, shift):
+    """Multipliers 256*h: GEMMs with h*I, the factor 256 folded into the shift (exact)."""
+    a, b = i8((1, 20, 11, 13)), i8((1, 20, 11, 13))
+    q = qops.QAdd(ma, mb, shift, lo=-100)
+    prog, _ = run_ops(preset, [AccelOp("add", q, ["a", "b"], "y", [a.shape] * 2, a.shape)],
+                      {"a": a, "b": b}, ["y"])
+    assert prog.info["add"]["hi_only"]

@@ -8,7 +8,8 @@ products are exact, as the reference's int32 products are). Multipliers in
 [-32768, 32639] are split in int8 digits ``m = h * 256 + l``: GEMMs with ``h_a*I`` and
 ``h_b*I``, ALU shift left by 8, GEMMs with ``l_a*I`` and ``l_b*I`` (all exact). Otherwise the
 weights are ``I``, ``a`` and ``b`` land in two regions, and ALU MUL (immediate) and ADD
-(tensor) combine them.
+(tensor) combine them. Multipliers that are multiples of 256 (pow2 scales) use their high
+digits only and fold the factor 256 into the final shift (no shift pass between GEMMs).
 Then ADD rounding constant, SHR, MAX, MIN, STORE.
 """
 
@@ -45,6 +46,20 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         hi_d = [(int(m) - lo) // 256 for m, lo in zip((qop.mult_a, qop.mult_b), lo_d)]
         if all(-128 <= h <= 127 for h in hi_d):
             digits = (hi_d, lo_d)
+    mults = (int(qop.mult_a), int(qop.mult_b))
+    post = _add_const((1 << (qop.shift - 1)) if qop.shift else 0)
+    if qop.shift:
+        post.append((AluOp.SHR, qop.shift, None))
+    info = {"small_mult": small, "digits": digits is not None}
+    if digits and not any(digits[1]):
+        # m = 256*h (pow2 scales): the shift absorbs the factor 256, exactly (|sum| < 2**25):
+        # (256*X + 2**(s-1)) >> s == (X + 2**(s-9)) >> (s-8) for s >= 9, X << (8-s) below.
+        small, digits, mults = True, None, tuple(hi_d)
+        s_ = qop.shift
+        post = _add_const(1 << (s_ - 9)) if s_ >= 9 else []
+        if s_ != 8:
+            post.append((AluOp.SHR, s_ - 8, None))
+        info["hi_only"] = True
     total = packed_elements(shape, cfg)
     regions = 1 if small or digits else 2
     chunk = min(em.inp_half // 2, em.acc_half // regions, MAX_ITER, total)
@@ -53,15 +68,12 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
     n_chunks = ceil_div(total, chunk)
     chunk = ceil_div(total, n_chunks)  # even chunks
     if small:
-        wblob = [identity_weight(cfg, qop.mult_a), identity_weight(cfg, qop.mult_b)]
+        wblob = [identity_weight(cfg, m) for m in mults]
     elif digits:
         wblob = [identity_weight(cfg, d) for d in digits[0] + digits[1]]
     else:
         wblob = [identity_weight(cfg, 1), identity_weight(cfg, 1)]
     w_addr = em.const(MemType.WGT, np.stack(wblob))
-    post = _add_const((1 << (qop.shift - 1)) if qop.shift else 0)
-    if qop.shift:
-        post.append((AluOp.SHR, qop.shift, None))
     post += [(AluOp.MAX, qop.lo, None), (AluOp.MIN, qop.hi, None)]
 
     start = len(em.insns)
@@ -111,4 +123,4 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         b.store(acc_a, out_addr + e0, 1, n)
         em.end_stores()
     em.end_op(start, name)
-    return {"chunk": chunk, "small_mult": small, "digits": digits is not None}
+    return {"chunk": chunk} | info
