@@ -114,14 +114,15 @@ class ComputeLanes:
     The timing model asks :meth:`earliest` for the first cycle an instruction can be
     dispatched (tokens aside), then reports the dispatch with :meth:`dispatch_loop`,
     :meth:`dispatch_other` and :meth:`push`. ``k`` holds the constants (see
-    ``sim/timing._Constants``: ``scan_latency``, ``issue_delay``, ``drain_g``, ``drain_a``,
-    ``bank_gap``, ``push_delay``, ``push_fifo``)."""
+    ``sim/timing._Constants``: ``scan_latency``, ``scan_fifo``, ``issue_delay``, ``drain_g``,
+    ``drain_a``, ``bank_gap``, ``push_delay``, ``push_fifo``)."""
 
     def __init__(self, k):
         self.k = k
-        self.last_dispatch = -1
-        self.scan_free = 0          # the scanner can take the next instruction
+        self.disp = []              # dispatch cycles, in program order
+        self.scan_next = 0          # the scanner's first stage takes the next instruction
         self.scan_block = 0         # no scanning before this (a LOAD UOP in progress)
+        self.disp_block = 0         # no dispatch before this (a LOAD in progress)
         self.lane_issue_end = [0, 0]   # cycle after the lane's last micro-op issue
         self.lane_next_free = [0, 0]   # the lane's next register is free from here
         self.bank_done = [[0, 0], [0, 0]]  # per lane, per bank: last write done
@@ -130,18 +131,29 @@ class ComputeLanes:
         self.last_fire = 0
 
     # --- the scanner and dispatch stage ----------------------------------------------------------
-    def scan(self, t_avail: int, scan_uops: int) -> tuple[int, int]:
-        """The instruction at the queue head from ``t_avail``: (cycle the scanner takes it,
-        cycle it moves on to the dispatch register: its scan is over and the instruction
-        ahead has been dispatched). The scanner then takes the next instruction."""
-        t_in = max(t_avail, self.scan_free, self.scan_block)
-        ready = t_in + (scan_uops + self.k.scan_latency if scan_uops else 0)
-        return t_in, max(ready, self.last_dispatch + 1)
+    def _disp_back(self, j: int) -> int:
+        return self.disp[-j] if len(self.disp) >= j else -1
+
+    def scan(self, t_avail: int, scan_uops: int) -> tuple[int, int, int]:
+        """The instruction at the queue head from ``t_avail`` (``scan_uops`` micro-ops to
+        read, 0 for one that is not scanned): (cycle the scanner takes it, cycles it holds
+        the scanner's first stage, cycle it is at the head of the scanner's output FIFO).
+
+        The scanner's first stage reads one micro-op per cycle (an unscanned instruction
+        takes one cycle); two more stages and a ``scan_fifo``-entry output FIFO follow, so
+        it runs ahead of dispatch by a few instructions, and stalls when they all wait."""
+        k = self.k
+        n = max(scan_uops, 1)
+        t_in = max(t_avail, self.scan_next, self.scan_block,
+                   self._disp_back(k.scan_fifo + 2) + 1)
+        head = max(t_in + n + k.scan_latency, self._disp_back(k.scan_fifo) + 1,
+                   self._disp_back(1) + 1)
+        return t_in, n, head
 
     def earliest(self, insn, lane, banks, t_ready, pushes: bool, needs_quiet: bool,
                  finish: bool) -> int:
         """Earliest dispatch from ``t_ready`` under the lane, bank and FIFO rules."""
-        d = t_ready
+        d = max(t_ready, self.disp_block)
         if lane is not None:
             d = max(d, self.lane_next_free[lane])
             other = 1 - lane
@@ -156,19 +168,22 @@ class ComputeLanes:
             d = max(d, self.all_done, self.last_fire + 1)
         return d
 
-    def dispatch_loop(self, lane, banks, leave: int, d: int,
-                      issue_cycles: int) -> tuple[int, int, int]:
-        """A GEMM/ALU instruction that left the scanner at ``leave``, dispatched at ``d``
-        into ``lane``: (first issue cycle, cycle after the last issue, cycle its last ACC/OUT
-        write is done)."""
+    def _dispatched(self, scan, d):
+        t_in, n, _ = scan
+        self.disp.append(d)
+        self.scan_next = t_in + n
+
+    def dispatch_loop(self, lane, banks, scan, d: int, issue_cycles: int) -> tuple[int, int, int]:
+        """A GEMM/ALU instruction (``scan`` from :meth:`scan`) dispatched at ``d`` into
+        ``lane``: (first issue cycle, cycle after the last issue, cycle of its last ACC/OUT
+        write)."""
         k = self.k
-        self.last_dispatch = d
-        self.scan_free = leave
+        self._dispatched(scan, d)
         s = max(d + k.issue_delay, self.lane_issue_end[lane])
         e = s + issue_cycles
         done = e + (k.drain_g if lane == LANE_G else k.drain_a)
         self.lane_issue_end[lane] = e
-        # The next register frees when this instruction starts issuing.
+        # The next register frees in the cycle the instruction ahead issues its last slot.
         self.lane_next_free[lane] = max(d + 1, s - 1)
         for b in (0, 1):
             if banks >> b & 1:
@@ -176,13 +191,14 @@ class ComputeLanes:
         self.all_done = max(self.all_done, done)
         return s, e, done
 
-    def dispatch_other(self, leave: int, d: int, done: int | None = None):
-        """Any other instruction (left the scanner at ``leave``, dispatched at ``d``,
-        completed at ``done``)."""
-        self.last_dispatch = d
-        self.scan_free = leave
+    def dispatch_other(self, scan, d: int, done: int | None = None, load: bool = False):
+        """Any other instruction (``scan`` from :meth:`scan`) dispatched at ``d``; a LOAD
+        with data (``load``) completes at ``done`` and nothing dispatches before."""
+        self._dispatched(scan, d)
         if done is not None:
             self.all_done = max(self.all_done, done)
+            if load:
+                self.disp_block = max(self.disp_block, done)
 
     def block_scanner(self, until: int):
         """A LOAD UOP: the scanner reads no micro-op before it is written."""

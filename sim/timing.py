@@ -90,20 +90,24 @@ class _Constants:
     write_turn: int = 1
     #: Store: after the last write response to the next instruction taken.
     store_tail: int = 3
-    #: Compute, lane G (GEMM): cycles from the last micro-op issued to its last ACC/OUT write.
-    drain_g: int = 8
-    #: Compute, lane A (ALU, GEMM reset): the same.
-    drain_a: int = 8
-    #: Compute: from the dispatch of a GEMM/ALU to its first micro-op issued.
+    #: Compute: from the dispatch of a GEMM/ALU to its first micro-op issued (idle lane).
     issue_delay: int = 2
-    #: Compute: scanner cycles beyond one per micro-op (micro-op SRAM read, bank compare).
-    scan_latency: int = 2
-    #: Compute: cycles from the other lane's last write on a bank to a dispatch on it.
-    bank_gap: int = 0
-    #: Compute: from the completion of everything up to a pushing instruction to its push.
+    #: Compute, lane G (GEMM): cycles from the last micro-op issue slot to the last ACC/OUT
+    #: write (``hw/lanes``: the write is ``n + 3 + GemmCore.LATENCY`` after the first slot).
+    drain_g: int = 7
+    #: Compute, lane A (ALU, GEMM reset): the same (``n + 3``).
+    drain_a: int = 3
+    #: Compute: scanner cycles from its first stage's last cycle to the head of its output
+    #: FIFO (``hw/scanner``: ``n + 3`` from entering it).
+    scan_latency: int = 3
+    #: Compute: entries of the scanner's output FIFO.
+    scan_fifo: int = 2
+    #: Compute: a bank conflict resolves this many cycles after the other lane's last write.
+    bank_gap: int = 1
+    #: Compute: a deferred push fires this many cycles after the last write it waits for.
     push_delay: int = 1
     #: Compute: entries of the pending-push FIFO.
-    push_fifo: int = 2
+    push_fifo: int = 4
 
 
 CONSTANTS = _Constants()
@@ -143,6 +147,10 @@ class InsnTiming:
     #: Cycle the instruction's work is complete (its last micro-op written to the ACC, its
     #: last beat in SRAM or DRAM); for a GEMM/ALU that pushes no token this is after ``end``.
     done: int = 0
+    #: GEMM/ALU: the compute lane that ran it ("G" or "A"; "" for other instructions and
+    #: instructions without micro-op iterations) and its first micro-op issue cycle.
+    lane: str = ""
+    issue: int = 0
 
 
 @dataclass
@@ -565,7 +573,7 @@ class TimingModel:
             insn = insns[i]
             t = max(free[mod], dispatch[i] + k.queue_latency)
             if mod == _COMPUTE:
-                t = compute_gate(i, t)[2]
+                t = compute_gate(i, t)[1]
             for q in static[i][1]:
                 t = token_ready(q, t)
                 if t is None:
@@ -573,20 +581,20 @@ class TimingModel:
             return t
 
         def compute_gate(i, t_avail):
-            """(scanner take, scanner leave, earliest dispatch before tokens) of compute
-            instruction ``i``."""
+            """(scanner timing, earliest dispatch before tokens) of compute instruction
+            ``i``."""
             insn = insns[i]
             is_loop = isinstance(insn, (GemmInsn, AluInsn))
             scan_uops = max(0, insn.uop_end - insn.uop_bgn) if is_loop else 0
-            t_in, leave = lanes.scan(t_avail, scan_uops)
+            scan = lanes.scan(t_avail, scan_uops)
             lane = banks = None
             if is_loop and banks_of[i]:
                 lane, banks = lane_of(insn), banks_of[i]
             sync_only = isinstance(insn, MemInsn) and (insn.x_size == 0 or insn.y_size == 0)
             needs_quiet = insn.opcode is Opcode.LOAD and not sync_only
-            d = lanes.earliest(insn, lane, banks or 0, leave, bool(static[i][2]), needs_quiet,
+            d = lanes.earliest(insn, lane, banks or 0, scan[2], bool(static[i][2]), needs_quiet,
                                insn.opcode is Opcode.FINISH)
-            return t_in, leave, d
+            return scan, d
 
         def execute(mod):
             nonlocal write_beats, gemm_uops, alu_uops, finish_cycle
@@ -633,8 +641,8 @@ class TimingModel:
                 # --- compute ---------------------------------------------------------------
                 is_loop = isinstance(insn, (GemmInsn, AluInsn))
                 is_load = insn.opcode is Opcode.LOAD and not sync_only
-                t_in, leave, d = compute_gate(i, t_take)
-                t_take = t_in
+                scan, d = compute_gate(i, t_take)
+                t_take = scan[0]
                 d_tok = d
                 for q in pops:
                     d_tok = token_ready(q, d_tok)
@@ -653,10 +661,12 @@ class TimingModel:
                         alu_uops += issued
                     rec.work = u
                     if banks_of[i]:
-                        _, _, rec.done = lanes.dispatch_loop(lane_of(insn), banks_of[i], leave,
-                                                             d, u)
+                        lane = lane_of(insn)
+                        rec.issue, _, rec.done = lanes.dispatch_loop(lane, banks_of[i], scan,
+                                                                     d, u)
+                        rec.lane = "GA"[lane]
                     else:  # no micro-op iterations: a token-only instruction
-                        lanes.dispatch_other(leave, d)
+                        lanes.dispatch_other(scan, d)
                 elif is_load:
                     beats, lead, span = cost
                     done, stall = read_dma(i, d, beats, lead, span)
@@ -665,21 +675,21 @@ class TimingModel:
                     rec.done = done + k.cload_tail - 2
                     if insn.memory_type is MemType.ACC:
                         rec.done += k.tile_write
-                    lanes.dispatch_other(leave, d, rec.done)
+                    lanes.dispatch_other(scan, d, rec.done, load=True)
                     if insn.memory_type is MemType.UOP:
                         lanes.block_scanner(rec.done)
                 elif insn.opcode is Opcode.FINISH:
                     finish_cycle = d
-                    lanes.dispatch_other(leave, d)
+                    lanes.dispatch_other(scan, d)
                 else:  # sync-only LOAD, or an unknown instruction reported by the RTL
-                    lanes.dispatch_other(leave, d)
+                    lanes.dispatch_other(scan, d)
                 if pushes:
                     t_push = lanes.push(d)
                     for q in pushes:
                         tokens[q].append(t_push)
                     rec.done = max(rec.done, t_push)
             rec.done = max(rec.done, rec.end)
-            free[mod] = leave if mod == _COMPUTE else rec.end
+            free[mod] = scan[0] + scan[1] if mod == _COMPUTE else rec.end
             busy_to = max(rec.end, lanes.quiet) if mod == _COMPUTE else rec.end
             lo = max(t_take, covered[mod])
             covered[mod] = max(covered[mod], busy_to)
