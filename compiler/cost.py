@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ..hw.isa import MemType, Opcode
 
 __all__ = ["DRAM_LATENCY", "ROW_OVERHEAD", "PIPE_OVERHEAD", "FETCH_CYCLES", "insn_cycles",
-           "alu_tensor_cycles",
+           "alu_tensor_cycles", "last_part",
            "simulate", "Timing", "conv_tile_cost", "compute_bound"]
 
 #: Cycles from a DMA request to its first data beat (and store acknowledge).
@@ -220,6 +220,18 @@ def compute_bound(cfg, macs: int) -> float:
     return macs / cfg.macs_per_cycle
 
 
+def last_part(tob: int, th: int) -> tuple[str | None, int]:
+    """How a convolution tile's epilogue is split when the ALU lane is the busier one:
+    ``("ob", k)`` (the last ``k`` output blocks), ``("row", k)`` (the last ``k`` rows of every
+    block) or ``(None, 0)``; the last part is as close to a quarter of the tile as possible."""
+    opts = [(abs(k / tob - 0.25), 0, "ob", k) for k in range(1, tob)] + \
+        [(abs(k / th - 0.25), 1, "row", k) for k in range(1, th)]
+    if not opts:
+        return None, 0
+    _, _, how, k = min(opts)
+    return how, k
+
+
 def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=None,
                    lanes: bool = True) -> float:
     """Closed-form cycles of a convolution tiled as ``th x tw x tob`` with ``tcb``-block steps.
@@ -227,8 +239,9 @@ def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=No
     Double buffering overlaps a step's loads with the previous step's GEMM. With the two
     compute lanes (``lanes``, and per-channel vectors resident: ``n_params == 0``) a tile's ALU
     epilogue and the next tile's reset run on lane A while lane G runs GEMMs, so a tile costs
-    ``max(loads, GEMMs, reset + ALU + stores)``: lane A also waits, before the reset of tile
-    ``t+2``, for the stores of tile ``t`` (same bank). Otherwise (one pipeline, or per-tile
+    ``max(loads, GEMMs, reset + ALU + stores + half a GEMM step)``: lane A also waits, before
+    the reset of tile ``t+2``, for the stores of tile ``t`` (same bank), which wait for the
+    compute->store push (it fires once the GEMM dispatched before it has completed). Otherwise (one pipeline, or per-tile
     LOAD ACC of the vectors, which waits for both lanes) ``max(loads, GEMMs + reset + ALU)``.
     Partial edge tiles are accounted for by using the average tile size.
     """
@@ -254,7 +267,13 @@ def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=No
         n_params * (DRAM_LATENCY + tob_a * cfg.acc_elem_bytes / ab)
     store = tob_a * (DRAM_LATENCY + th_a * ROW_OVERHEAD + p * cfg.out_elem_bytes / ab)
     if lanes and not n_params:
-        tile = max(steps * load_step, steps * gemm_step + 2 * PIPE_OVERHEAD, extra + store)
+        # Lane A waits for the last stores of the tile two back (a quarter of them when the
+        # lowering splits the epilogue) and its compute->store push fires only once the GEMM
+        # step dispatched before it has completed (half a step on average).
+        how, k = last_part(tob, th)
+        exposed = store * (k / (tob if how == "ob" else th) if how else 1)
+        tile = max(steps * load_step, steps * gemm_step + 2 * PIPE_OVERHEAD,
+                   extra + exposed + gemm_step / 2)
     else:
         tile = max(steps * load_step, steps * gemm_step + extra, store)
     n_tiles = nb * n_rt * n_ct * n_ot

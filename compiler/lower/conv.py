@@ -31,6 +31,8 @@ from .requant import bias_block_digits, bias_input_element, reinit_passes, requa
 __all__ = ["ConvGeom", "ConvPlan", "plan_conv", "lower_conv", "gemm_kernel"]
 
 MAX_PAD = 15  # LOAD pad fields are 4 bits
+#: Tilings tried on the two-lane model when the ALU lane is about as busy as the GEMM lane.
+LANE_TRIALS = 6
 
 
 @dataclass
@@ -189,8 +191,12 @@ def _variants(total, tile):
 
 
 def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv",
-              acc_half: int | None = None, gemm_bias: bool = False) -> ConvPlan:
-    """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits.
+              acc_half: int | None = None, gemm_bias: bool = False, keep: int = 1,
+              short_steps: bool = False):
+    """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits
+    (with ``keep > 1``: up to ``keep`` cheapest with distinct ``(tob, tcb, tkh)``).
+    ``short_steps`` also tries reduction steps of half the size that fits (shorter GEMM
+    instructions: for convolutions whose ALU lane is about as busy as the GEMM lane).
 
     ``n_params`` per-channel vectors are loaded with every tile, unless ``acc_half`` is given:
     then they stay resident above the two ACC halves of that size for the whole operator.
@@ -203,7 +209,7 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
         n_params = 0
     kk = g.kh * g.kw
     ob_total = len(cb0)
-    best = None
+    best, cands = None, []
     tob_cands = [t for t in range(1, ob_total + 1) if _ob_tiles(cb0, ncb, t) is not None]
     ncb_max = max(ncb)
     for tob in tob_cands:
@@ -221,7 +227,11 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                 tcb_fit = min(ncb_max, wgt_room // (tob * kk),
                               em_half["inp"] // (r * cw) - (tob - 1) * delta)
                 if tcb_fit >= 1:
-                    steps = [(ceil_div(ncb_max, ceil_div(ncb_max, tcb_fit)), g.kh)]
+                    # Also half-size steps: shorter GEMM instructions interleave better with
+                    # the other slot's epilogue when the ALU lane is the busier one.
+                    halves = {ceil_div(tcb_fit, 2)} if short_steps else set()
+                    steps = sorted({(ceil_div(ncb_max, ceil_div(ncb_max, t)), g.kh)
+                                    for t in {tcb_fit} | halves}, reverse=True)
                 else:
                     # One block's window is too big: split the kernel rows instead.
                     steps = [(1, k) for k in range(g.kh - 1, 0, -1)
@@ -244,14 +254,40 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                         continue
                     cost = conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params,
                                           n_alu, tkh)
+                    cands.append(ConvPlan(th, tw, tob, tcb, cost, tkh))
                     if best is None or cost < best.cost:
-                        best = ConvPlan(th, tw, tob, tcb, cost, tkh)
+                        best = cands[-1]
     if best is None:
         raise LoweringError(
             f"{name}: no tiling of this convolution ({g.c}->{g.o} channels, {g.h}x{g.w} input, "
             f"{g.kh}x{g.kw} kernel) fits the buffers of configuration {cfg.fingerprint} "
             f"(INP {cfg.inp_depth}, WGT {cfg.wgt_depth}, ACC {cfg.acc_depth}, "
             f"UOP {cfg.uop_depth} elements)")
+    if keep > 1:  # the cheapest of each (tob, tcb, tkh): shapes that overlap differently
+        firsts = {}
+        for c in sorted(cands, key=lambda c: c.cost):
+            firsts.setdefault((c.tob, c.tcb, c.tkh), c)
+        return list(firsts.values())[:keep]
+    return best
+
+
+def _best_by_lanes(em: Emitter, qop, in_shape, in_addr, out_addr, name, cands) -> ConvPlan:
+    """The candidate tiling whose program is fastest on ``compiler/cost``'s two-lane model
+    (each lowered alone into a scratch emitter). Used where the ALU and GEMM lanes are close to
+    balanced, so the closed-form tile cost cannot see which tile shapes overlap best."""
+    from ..cost import simulate
+    from .banks import bank_sets
+    best, best_t = cands[0], None
+    for c in cands:
+        trial = Emitter(em.cfg)
+        try:
+            lower_conv(trial, qop, in_shape, in_addr, out_addr, name, plan=c)
+        except LoweringError:  # e.g. a tile whose window lies in the padding
+            continue
+        t = simulate(em.cfg, trial.insns,
+                     banks=bank_sets(em.cfg, trial.insns, trial.region.segments)).total
+        if best_t is None or t < best_t:
+            best, best_t = c, t
     return best
 
 
@@ -308,14 +344,17 @@ def _alu_bias_is_free(cfg, qop: QConv2d, g: ConvGeom, gemm_per_output: int) -> b
 
 def _epilogue_parts(tob, th, split: bool) -> list:
     """Parts ``(ob_lo, ob_hi, row_lo, row_hi)`` of a tile whose epilogue passes and stores are
-    emitted one after the other. With ``split`` the last part is about a quarter of the tile:
-    the stores of the first part then run during the ALU passes of the last, so the ALU lane
-    waits only for the last part's stores before re-using the bank two tiles later."""
-    if split and tob >= 2:
-        return [(0, tob - max(1, tob // 4), 0, th), (tob - max(1, tob // 4), tob, 0, th)]
-    if split and th >= 4:
-        return [(0, 1, 0, th - th // 4), (0, 1, th - th // 4, th)]
-    return [(0, tob, 0, th)]
+    emitted one after the other. With ``split`` the last part is as close to a quarter of the
+    tile as its output blocks or rows allow (:func:`pyvta.compiler.cost.last_part`): the
+    stores of the first part then run during the ALU passes of the last, so the ALU lane waits
+    only for the last part's stores before re-using the bank two tiles later."""
+    from ..cost import last_part
+    how, k = last_part(tob, th)
+    if not split or how is None:
+        return [(0, tob, 0, th)]
+    if how == "ob":
+        return [(0, tob - k, 0, th), (tob - k, tob, 0, th)]
+    return [(0, tob, 0, th - k), (0, tob, th - k, th)]
 
 
 def check_conv(qop: QConv2d, in_shape, name: str):
@@ -403,8 +442,11 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     if plan is None:
         from ..cost import alu_tensor_cycles
         alu_cycles = sum(alu_tensor_cycles(cfg) if v is not None else 1 for _, _, v in passes)
-        plan = plan_conv(cfg, g, cb0, ncb, len(vectors), alu_cycles, name,
-                         acc_half if resident else None, gemm_bias is not None)
+        plans = plan_conv(cfg, g, cb0, ncb, len(vectors), alu_cycles, name,
+                          acc_half if resident else None, gemm_bias is not None,
+                          keep=LANE_TRIALS if split_stores else 1, short_steps=split_stores)
+        plan = _best_by_lanes(em, qop, in_shape, in_addr, out_addr, name, plans) \
+            if split_stores else plans
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
     tkh = plan.tkh or g.kh
     if tkh < g.kh and tcb != 1:
