@@ -110,17 +110,31 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
                    src=(0, 1))
         em.end_use_step()
         em.tile_epilogue()
-        if not small and not digits:
-            if qop.mult_a != 1:
-                b.alu(AluOp.MUL, em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), imm=qop.mult_a)
-            if qop.mult_b != 1:
-                b.alu(AluOp.MUL, em.kernel([(acc_b, 0, 0)]), 1, n, dst=(0, 1), imm=qop.mult_b)
-            b.alu(AluOp.ADD, em.kernel([(acc_a, acc_b, 0)]), 1, n, dst=(0, 1), src=(0, 1))
-        for op, imm, _ in post:
-            b.alu(op, em.kernel([(acc_a, 0, 0)]), 1, n, dst=(0, 1), imm=imm)
+        # The ALU lane is the busier one (5-7 passes against 2-4 GEMMs per element) and waits
+        # for a chunk's stores before the reset two chunks later: the epilogue and stores
+        # come in two parts, so only the last quarter's stores are exposed.
+        cut = n - n // 4 if n >= 8 else n
+        for lo, hi in ((0, cut), (cut, n)) if cut < n else ((0, n),):
+            m = hi - lo
+            if not small and not digits:
+                if qop.mult_a != 1:
+                    b.alu(AluOp.MUL, em.kernel([(acc_a + lo, 0, 0)]), 1, m, dst=(0, 1),
+                          imm=qop.mult_a)
+                if qop.mult_b != 1:
+                    b.alu(AluOp.MUL, em.kernel([(acc_b + lo, 0, 0)]), 1, m, dst=(0, 1),
+                          imm=qop.mult_b)
+                b.alu(AluOp.ADD, em.kernel([(acc_a + lo, acc_b + lo, 0)]), 1, m, dst=(0, 1),
+                      src=(0, 1))
+            for op, imm, _ in post:
+                b.alu(op, em.kernel([(acc_a + lo, 0, 0)]), 1, m, dst=(0, 1), imm=imm)
+            if hi < n:
+                em.part_stores()
+                b.store(acc_a + lo, out_addr + e0 + lo, 1, m)
+                em.end_part_stores()
         em.end_tile_compute()
         em.stores()
-        b.store(acc_a, out_addr + e0, 1, n)
+        b.store(acc_a + (cut if cut < n else 0), out_addr + e0 + (cut if cut < n else 0), 1,
+                n - cut if cut < n else n)
         em.end_stores()
     em.end_op(start, name)
     return {"chunk": chunk} | info
