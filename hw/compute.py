@@ -28,7 +28,8 @@ the cycle after that if the lane is idle, or right after the previous instructio
   free (or frees this cycle), its bank set is disjoint from the other lane's in-flight banks
   (the instructions in its "next" register, loop generator and pipeline, up to and including
   the write stage), and, if it pushes, the pending-push FIFO has room. After a bank conflict the
-  instruction dispatches in the cycle after the other lane's last conflicting write.
+  instruction dispatches in the cycle after the other lane's last conflicting write (cycle
+  ``W``): dispatch ``W + 1``, first issue ``W + 3``.
 * LOAD UOP / LOAD ACC with data: both lanes empty and no load running; the load then runs as
   before (nothing else dispatches until its data is written). FINISH: both lanes empty and no
   push pending. Anything else (token-only syncs, GEMM/ALU without iterations, bad instructions)

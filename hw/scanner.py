@@ -110,7 +110,11 @@ class Scanner(wiring.Component):
         # --- S0: micro-op reads ------------------------------------------------------------------
         can_scan = pending == 0
         reading = s0_valid & s0_scan & can_scan & adv
-        s0_last = k == g0.uop_end - 1
+        # (truncated like the lanes' loop generators, so an out-of-range uop_end wraps there
+        # and here alike instead of scanning forever)
+        last_idx = Signal(lay.uop_width)
+        m.d.comb += last_idx.eq(g0.uop_end - 1)
+        s0_last = k == last_idx
         s0_leave = s0_valid & adv & (~s0_scan | (can_scan & s0_last))
         m.d.comb += [self.uop_rd.addr.eq(k), self.uop_rd.en.eq(reading)]
         with m.If(reading):

@@ -365,3 +365,92 @@ def test_misaligned_insn_addr_rejected():
     run = run_core(b.cfg, b.dram, addr, len(prog) // 16)
     assert run.error == CoreError.BAD_ADDR | CoreError.HANG
     assert run.counters["fetch_insns"] == 0
+
+
+# --- the compute module's scanner and lanes ---------------------------------------------------
+
+def _scan(cfg, uops, insns):
+    """Run instructions through a Scanner whose micro-op buffer holds ``uops``; return
+    ``(banks, cycle_out - cycle_in)`` per instruction (one instruction at a time)."""
+    from amaranth import Elaboratable, Module
+    from amaranth.lib.memory import Memory
+    from amaranth.sim import Simulator
+    from pyvta.hw.isa import encode, encode_uops
+    from pyvta.hw.scanner import Scanner
+
+    words = np.frombuffer(encode_uops(uops, cfg), "<u4").tolist()
+
+    class Top(Elaboratable):
+        def __init__(self):
+            self.scan = Scanner(cfg)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.scan = self.scan
+            m.submodules.mem = mem = Memory(shape=32, depth=cfg.uop_depth, init=words)
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(self.scan.uop_rd.addr), rp.en.eq(self.scan.uop_rd.en),
+                         self.scan.uop_rd.data.eq(rp.data)]
+            return m
+
+    top = Top()
+    scan = top.scan
+    got = []
+
+    async def bench(ctx):
+        for insn in insns:
+            ctx.set(scan.cmd.payload, int.from_bytes(encode(insn, cfg), "little"))
+            ctx.set(scan.cmd.valid, 1)
+            await ctx.tick()
+            ctx.set(scan.cmd.valid, 0)
+            for cycle in range(1, 100):
+                if ctx.get(scan.out.valid):
+                    got.append((ctx.get(scan.out.payload.banks), cycle))
+                    ctx.set(scan.out.ready, 1)
+                    await ctx.tick()
+                    ctx.set(scan.out.ready, 0)
+                    break
+                await ctx.tick()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+def test_scanner_bank_sets_and_latency():
+    """Bank sets {bank(lo) .. bank(hi)} of dst (and src of tensor ALU), both banks past the
+    end, none for empty loops and non-loop instructions; ready n + 3 cycles after acceptance
+    (the first cycle counted is the one after the command was accepted)."""
+    from pyvta.hw.isa import AluInsn, FinishInsn, GemmInsn, Uop
+    cfg = TINY
+    half = cfg.acc_depth // 2
+    uops = [Uop(3, 0, 0), Uop(10, 0, 0), Uop(5, 2, 0),                     # 0..2
+            Uop(half - 30, 0, 0), Uop(half - 20, 0, 0),                    # 3..4
+            Uop(half + 2, 5, 0), Uop(half + 12, 6, 0),                     # 5..6
+            Uop(cfg.acc_depth - 6, 0, 0)]                                  # 7
+    cases = [
+        (GemmInsn(uop_bgn=0, uop_end=3, iter_out=4, iter_in=2, dst_factor_out=20,
+                  dst_factor_in=1), 1, 3),      # hi = 10 + 60 + 1 = 71
+        (GemmInsn(uop_bgn=3, uop_end=5, iter_out=2, dst_factor_out=30), 3, 2),  # crosses
+        (GemmInsn(uop_bgn=5, uop_end=7, reset_reg=True), 2, 2),
+        (AluInsn(uop_bgn=5, uop_end=7, use_imm=False), 3, 2),  # src 5, 6: bank 0 too
+        (AluInsn(uop_bgn=5, uop_end=7, use_imm=True, imm=1), 2, 2),
+        (AluInsn(uop_bgn=5, uop_end=7, iter_in=3, src_factor_in=half, use_imm=False),
+         3, 2),
+        (GemmInsn(uop_bgn=7, uop_end=8, iter_out=2, dst_factor_out=10), 3, 1),  # past D
+        (GemmInsn(uop_bgn=0, uop_end=3, iter_out=0), 0, 1),     # no iterations
+        (GemmInsn(uop_bgn=3, uop_end=3), 0, 1),                  # no micro-ops
+        (FinishInsn(), 0, 1),
+    ]
+    got = _scan(cfg, uops, [c[0] for c in cases])
+    assert len(got) == len(cases)
+    for (insn, banks, n), (g_banks, g_lat) in zip(cases, got):
+        assert (g_banks, g_lat) == (banks, n + 3), f"{insn}: got {g_banks}, {g_lat}"
+
+
+def test_lane_rejects_bad_kind():
+    from pyvta.hw.lanes import Lane
+    with pytest.raises(ValueError, match="kind must be 'gemm' or 'alu'"):
+        Lane(TINY, "vector", 1)
