@@ -442,11 +442,12 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     if plan is None:
         from ..cost import alu_tensor_cycles
         alu_cycles = sum(alu_tensor_cycles(cfg) if v is not None else 1 for _, _, v in passes)
+        trials = split_stores and em.plan_trials
         plans = plan_conv(cfg, g, cb0, ncb, len(vectors), alu_cycles, name,
                           acc_half if resident else None, gemm_bias is not None,
-                          keep=LANE_TRIALS if split_stores else 1, short_steps=split_stores)
+                          keep=LANE_TRIALS if trials else 1, short_steps=split_stores)
         plan = _best_by_lanes(em, qop, in_shape, in_addr, out_addr, name, plans) \
-            if split_stores else plans
+            if trials else plans
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
     tkh = plan.tkh or g.kh
     if tkh < g.kh and tcb != 1:

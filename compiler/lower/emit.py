@@ -105,6 +105,9 @@ class Emitter:
         #: Interleave held-back epilogues with the next tile's body (False: emit them whole
         #: right after the next tile's prologue, the spec's minimal order).
         self.interleave = True
+        #: Let lowerings compare candidate tilings on the lane model (off for the
+        #: partitioner's capability checks, which only need some tiling to fit).
+        self.plan_trials = True
 
     # --- helpers ---------------------------------------------------------------------------
     @property

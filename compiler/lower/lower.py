@@ -112,6 +112,7 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
         raise LoweringError("a partition needs at least one operator")
     _check(ops, inputs, outputs, shapes)
     em = Emitter(cfg)
+    em.plan_trials = estimate
     eb = cfg.inp_elem_bytes
     shape_of = {n: tuple(shapes[n]) for n in inputs}
     for op in ops:
