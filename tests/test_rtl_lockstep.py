@@ -453,3 +453,93 @@ def test_rtl_lanes_overlap_verilator():
     alu_cycles = 4 * 48 * 1  # ALU micro-op slots of the four passes (two with two slots)
     assert res[0].cycles + alu_cycles // 2 < res[1].cycles, \
         f"no overlap: {res[0].cycles} cycles in two banks vs {res[1].cycles} in one"
+
+
+def lanes_mix_case(cfg, prog_seed, n_insns=24, **timing):
+    """A random mix of GEMM, reset and ALU instructions over both ACC banks (most inside one
+    bank, some spanning both) with no tokens between them: the lanes may reorder only
+    instructions on disjoint banks, so the result must equal sequential execution."""
+    from pyvta.compiler.builder import ProgramBuilder
+    rng = np.random.default_rng(prog_seed)
+    D, half = cfg.acc_depth, cfg.acc_depth // 2
+    lanes = cfg.batch * cfg.block_out
+    ni, nw = 32, min(16, cfg.wgt_depth)
+    b = ProgramBuilder(cfg, Dram(1 << 18))
+    inp = rng.integers(-128, 128, (ni, cfg.batch, cfg.block_in), dtype=np.int8)
+    wgt = rng.integers(-128, 128, (nw, cfg.block_out, cfg.block_in), dtype=np.int8)
+    acc = rng.integers(-3000, 3000, (D, lanes)).astype(np.int32)
+    i_addr, w_addr, a_addr = (b.put(MemType.INP, inp), b.put(MemType.WGT, wgt),
+                              b.put(MemType.ACC, acc))
+    out = b.reserve(MemType.OUT, D)
+    uops, insns = [], []
+    for _ in range(n_insns):
+        kind = rng.choice(["gemm", "reset", "alu", "alu"])
+        nu = int(rng.integers(1, 5))
+        io, ii = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        fo, fi = int(rng.integers(0, 9)), int(rng.integers(0, 3))
+        span = (io - 1) * fo + (ii - 1) * fi
+        width = nu + 8
+        if rng.random() < 0.8:          # inside one bank
+            lo = int(rng.integers(0, 2)) * half
+            base = lo + int(rng.integers(0, half - span - width))
+        else:                            # anywhere, usually across the middle
+            base = int(rng.integers(half - 40, half + 10))
+        dsts = [base + int(rng.integers(0, width)) for _ in range(nu)]
+        if kind == "alu":
+            tensor = rng.random() < 0.5
+            # src in the same bank as dst, or (sometimes) in the other one
+            sbase = base if rng.random() < 0.7 else (base + half) % (D - span - width)
+            srcs = [sbase + int(rng.integers(0, width)) for _ in range(nu)]
+            u = [(d, s, 0) for d, s in zip(dsts, srcs)]
+        else:
+            u = [(d, int(rng.integers(0, ni - 8)), int(rng.integers(0, nw - 4))) for d in dsts]
+        bgn = len(uops)
+        uops += u
+        insns.append((kind, (bgn, len(uops)), io, ii, fo, fi,
+                      tensor if kind == "alu" else False))
+    zero = len(uops)
+    uops.append((0, 0, 0))
+    k = b.uop_kernel(uops)
+    b.load_uops(k, 0)
+    b.load(MemType.ACC, 0, a_addr, 1, D)
+    # Write every OUT element once (OUT SRAM contents survive from earlier programs of the
+    # session, fsim starts from zeros): an ALU pass over both banks.
+    b.alu(AluOp.ADD, (zero, zero + 1), iter_out=D, dst=(1, 0), imm=0)
+    b.load(MemType.INP, 0, i_addr, 1, ni)
+    b.load(MemType.WGT, 0, w_addr, 1, nw, push_next_dep=True)
+    first_gemm = True
+    ops = [AluOp.MIN, AluOp.MAX, AluOp.ADD, AluOp.SHR, AluOp.MUL]
+    for kind, rng_u, io, ii, fo, fi, tensor in insns:
+        loop = dict(iter_out=io, iter_in=ii, dst=(fo, fi))
+        if kind == "alu":
+            op = ops[int(rng.integers(0, len(ops)))]
+            imm = None if tensor else int(rng.integers(-40, 40))
+            if op is AluOp.MUL and imm is None:
+                op = AluOp.ADD  # keep products of products from growing without bound
+            b.alu(op, rng_u, src=(fo, fi), imm=imm, **loop)
+        else:
+            pop = kind == "gemm" and first_gemm
+            first_gemm &= not pop
+            b.gemm(rng_u, src=(1, 2), wgt=(1, 0), reset=kind == "reset",
+                   pop_prev_dep=pop, **loop)
+    if first_gemm:
+        b.sync("compute", pop_prev_dep=True)
+    b.sync("compute", push_next_dep=True)
+    b.store(0, out, 1, D, pop_prev_dep=True, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    written = [(out * cfg.out_elem_bytes, D * cfg.out_elem_bytes)]
+    return Case(f"lanes mix [program seed {prog_seed}]", cfg, b.encode(), b.dram, written, **timing)
+
+
+def test_rtl_lanes_random_mix_verilator():
+    """Random GEMM/reset/ALU mixes over both banks under random DRAM timing, on tiny (two ACC
+    read ports per bank) and on pynq-z1 (one: tensor ALU micro-ops take two slots)."""
+    for preset, count in (("tiny", 40), ("pynq-z1", 6)):
+        cfg = load_config(preset)
+        cases = []
+        for seed in range(count):
+            r = random.Random(seed)
+            cases.append(lanes_mix_case(cfg, 900 + seed, n_insns=r.choice([8, 24, 48]),
+                                        latency=r.choice([0, 5, 30]),
+                                        stall=r.choice([0, 60, 200]), seed=seed + 1))
+        run_and_check(cfg, "verilator", cases)
