@@ -8,9 +8,10 @@ The compute module (:mod:`pyvta.hw.compute`) has two lanes built from this class
 * lane A (``kind="alu"``): ALU instructions and GEMM instructions with ``reset_reg = 1``
   (which write 0); no INP/WGT reads, no GEMM core, so its pipeline is ``L`` cycles shorter.
 
-Timing of one lane (``L`` = :attr:`GemmCore.LATENCY` for lane G, 0 for lane A; cycle 0 is
-the first cycle the instruction is in the loop generator, i.e. the cycle after the one its
-dispatch wrote the "next" register when the lane was idle)::
+Timing of one lane (``L`` = :attr:`GemmCore.LATENCY` = 4 for lane G, 0 for lane A; cycle 0
+is the first cycle the instruction is in the loop generator: an instruction dispatched in
+cycle ``d`` is in the "next" register in ``d+1`` and, if the lane is idle, issues from
+``d+2``)::
 
     cycle 0      loop generator: micro-op buffer read at index k; offsets i*f_out + j*f_in
     cycle 1      dst/src/wgt = micro-op fields + offsets

@@ -203,6 +203,8 @@ def test_rtl_icarus_subset():
     cases.append(lanes_case(cfg, np.random.default_rng(3), "lanes", alu_base=cfg.acc_depth // 2,
                             alu_rows=16, gemm_rows=16, extra=_deferred_pushes, latency=2,
                             stall=40, seed=7))
+    cases += [lanes_mix_case(cfg, 700 + i, n_insns=12, latency=3 * i, stall=70 * i, seed=i + 9)
+              for i in range(3)]
     # A few small random programs too (Icarus runs ~5,000 cycles/s).
     for seed in range(5150, 5158):
         r, rng = random.Random(seed), np.random.default_rng(seed)
