@@ -146,6 +146,8 @@ def test_add(preset, ma, mb, shift, lo):
                       {"a": a, "b": b}, ["y"])
     assert prog.info["add"]["small_mult"] == (max(abs(ma), abs(mb)) <= 127)
     assert prog.info["add"]["digits"] == (not prog.info["add"]["small_mult"] and ma != 32700)
+    # Rounding by a GEMM micro-op (ALU lane relieved) unless the sum needs two ACC regions.
+    assert prog.info["add"]["gemm_round"] == (shift > 0 and ma != 32700)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "pynq-z1"])

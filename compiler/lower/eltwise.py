@@ -22,7 +22,7 @@ from ..layout import ceil_div, packed_elements
 from ..qops import QAdd
 from .emit import Emitter, LoweringError
 from .pool import identity_weight
-from .requant import IMM_MAX, IMM_MIN, _add_const
+from .requant import IMM_MAX, IMM_MIN, _add_const, bias_block_digits, bias_input_element
 
 __all__ = ["lower_add"]
 
@@ -47,22 +47,27 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         if all(-128 <= h <= 127 for h in hi_d):
             digits = (hi_d, lo_d)
     mults = (int(qop.mult_a), int(qop.mult_b))
-    post = _add_const((1 << (qop.shift - 1)) if qop.shift else 0)
-    if qop.shift:
-        post.append((AluOp.SHR, qop.shift, None))
+    rnd, shr = ((1 << (qop.shift - 1)) if qop.shift else 0), qop.shift
     info = {"small_mult": small, "digits": digits is not None}
     if digits and not any(digits[1]):
         # m = 256*h (pow2 scales): the shift absorbs the factor 256, exactly (|sum| < 2**25):
         # (256*X + 2**(s-1)) >> s == (X + 2**(s-9)) >> (s-8) for s >= 9, X << (8-s) below.
         small, digits, mults = True, None, tuple(hi_d)
-        s_ = qop.shift
-        post = _add_const(1 << (s_ - 9)) if s_ >= 9 else []
-        if s_ != 8:
-            post.append((AluOp.SHR, s_ - 8, None))
+        rnd, shr = (1 << (qop.shift - 9)) if qop.shift >= 9 else 0, qop.shift - 8
         info["hi_only"] = True
-    total = packed_elements(shape, cfg)
     regions = 1 if small or digits else 2
-    chunk = min(em.inp_half // 2, em.acc_half // regions, MAX_ITER, total)
+    # The rounding constant by one GEMM micro-op per element (bias_input_element against a
+    # weight block of its digits, as the convolution's bias): the GEMM lane has room, the ALU
+    # lane is the busier one.
+    rnd_w = bias_block_digits(cfg, np.full(cfg.block_out, rnd)) if rnd and regions == 1 \
+        else None
+    info["gemm_round"] = rnd_w is not None
+    post = _add_const(rnd) if rnd_w is None else []
+    if shr:
+        post.append((AluOp.SHR, shr, None))
+    total = packed_elements(shape, cfg)
+    chunk = min((em.inp_half - (rnd_w is not None)) // 2, em.acc_half // regions, MAX_ITER,
+                total)
     if chunk < 1:
         raise LoweringError(f"{name}: the INP/ACC buffers are too small")
     n_chunks = ceil_div(total, chunk)
@@ -73,6 +78,10 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         wblob = [identity_weight(cfg, d) for d in digits[0] + digits[1]]
     else:
         wblob = [identity_weight(cfg, 1), identity_weight(cfg, 1)]
+    if rnd_w is not None:
+        k_rnd = len(wblob)
+        wblob.append(rnd_w[0])
+        e_addr = em.const(MemType.INP, bias_input_element(cfg))
     w_addr = em.const(MemType.WGT, np.stack(wblob))
     post += [(AluOp.MAX, qop.lo, None), (AluOp.MIN, qop.hi, None)]
 
@@ -93,6 +102,9 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
         b.load(MemType.INP, inp0, a_addr + e0, 1, n)
         b.load(MemType.INP, inp0 + chunk, b_addr + e0, 1, n)
         b.load(MemType.WGT, wgt0, w_addr, 1, len(wblob))
+        if rnd_w is not None and e0 == 0:  # the rounding input element, last of each half
+            for hh in (0, 1):
+                b.load(MemType.INP, hh * em.inp_half + em.inp_half - 1, e_addr)
         em.end_load_step()
         em.use_step()
         if digits:
@@ -108,6 +120,9 @@ def lower_add(em: Emitter, qop: QAdd, shape, a_addr: int, b_addr: int, out_addr:
             b.gemm(em.kernel([(acc_a, inp0, wgt0)]), 1, n, dst=(0, 1), src=(0, 1))
             b.gemm(em.kernel([(acc_b, inp0 + chunk, wgt0 + 1)]), 1, n, dst=(0, 1),
                    src=(0, 1))
+        if rnd_w is not None:
+            b.gemm(em.kernel([(acc_a, inp0 + em.inp_half - 1, wgt0 + k_rnd)]), 1, n,
+                   dst=(0, 1))
         em.end_use_step()
         em.tile_epilogue()
         # The ALU lane is the busier one (5-7 passes against 2-4 GEMMs per element) and waits
