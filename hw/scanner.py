@@ -187,5 +187,8 @@ class Scanner(wiring.Component):
         m.d.comb += [fifo.w_en.eq(s2_valid & fifo.w_rdy),
                      fifo.w_data.eq(Cat(s2_raw, banks))]
         m.d.comb += [self.busy.eq(s0_valid | s1_valid | s2_valid),
-                     self.moving.eq((s0_valid | s1_valid | s2_valid) & adv)]
+                     # (S0 waiting for a LOAD UOP to finish is not progress: the load may
+                     # itself wait on a token that never comes, and the core must see the hang)
+                     self.moving.eq(adv & (s1_valid | s2_valid
+                                           | (s0_valid & (~s0_scan | can_scan))))]
         return m

@@ -299,9 +299,10 @@ def test_dma_write_error_reported():
     assert _raw_run(b, fail_writes=True).error == CoreError.DMA_WRITE
 
 
-@pytest.mark.parametrize("case", ["no-finish", "deadlock", "empty"])
+@pytest.mark.parametrize("case", ["no-finish", "deadlock", "deadlock-uop-load", "empty"])
 def test_hang_detected(case):
-    """A stream without FINISH, a token deadlock, or insn_count 0 stops with HANG."""
+    """A stream without FINISH, a token deadlock, or insn_count 0 stops with HANG (also when
+    the scanner holds a GEMM back behind a LOAD UOP that waits for a token forever)."""
     from pyvta.hw.core_errors import CoreError
     b = _builder()
     if case == "no-finish":
@@ -310,6 +311,12 @@ def test_hang_detected(case):
         b.sync("compute", pop_next_dep=True)  # the store token is consumed: queues drain
     elif case == "deadlock":
         b.sync("compute", pop_prev_dep=True)  # nobody ever pushes load->compute
+        b.finish()
+    elif case == "deadlock-uop-load":
+        k = b.uop_kernel([(0, 0, 0)])
+        b.alu(AluOp.ADD, b.load_uops(k), imm=1)
+        b.load_uops(k, 1, pop_prev_dep=True)  # never pushed
+        b.alu(AluOp.ADD, (1, 2), imm=1)
         b.finish()
     if case == "empty":
         run = run_core(b.cfg, b.dram, 0, 0)
