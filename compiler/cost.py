@@ -108,14 +108,19 @@ class _Lanes:
     (pending-push FIFO of ``PUSH_FIFO`` entries); LOAD UOP/ACC with data and FINISH wait for
     both lanes to be quiet."""
 
-    PUSH_FIFO = 2
+    PUSH_FIFO = 4  # the RTL's pending-push FIFO (hw/compute.py)
 
     def __init__(self):
+        try:
+            from ..hw.compute import _PUSH_FIFO_DEPTH
+            self.PUSH_FIFO = _PUSH_FIFO_DEPTH
+        except ImportError:
+            pass
         self.disp = 0                       # earliest dispatch of the next instruction
         self.ends = {"G": [0, 0], "A": [0, 0]}
         self.bank_end = {"G": [0, 0], "A": [0, 0]}
         self.done = 0                       # completion of everything dispatched so far
-        self.fires = [0, 0]
+        self.fires = [0] * self.PUSH_FIFO
 
     def run(self, insn, t, cost, mask, pushes) -> tuple[int, int, int]:
         """Dispatch at or after ``t``; returns ``(dispatch, end, push fire time)``."""
