@@ -373,3 +373,21 @@ def test_add_multiples_of_256(preset, ma, mb, shift):
     prog, _ = run_ops(preset, [AccelOp("add", q, ["a", "b"], "y", [a.shape] * 2, a.shape)],
                       {"a": a, "b": b}, ["y"])
     assert prog.info["add"]["hi_only"]
+
+
+def test_minimal_order_without_interleaving(monkeypatch):
+    """``Emitter.interleave = False`` (the spec's minimal order: a tile's whole epilogue right
+    after the next tile's reset) is also exact and keeps both lane rules."""
+    from pyvta.compiler.lower import emit
+    init = emit.Emitter.__init__
+
+    def plain(self, cfg):
+        init(self, cfg)
+        self.interleave = False
+    monkeypatch.setattr(emit.Emitter, "__init__", plain)
+    x, op = _lanes_case()
+    s = op.out_shape
+    op.output = "a"
+    ops = [op, AccelOp("add", qops.QAdd(300, 1000, 11), ["a", "a"], "y", [s, s], s)]
+    prog, _ = run_ops("pynq-z1", ops, {"x": x}, ["y"])
+    assert min(check_lanes(load_config("pynq-z1"), prog)["per_op"].values()) >= 1
