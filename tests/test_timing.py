@@ -65,7 +65,8 @@ def test_model_within_5_percent_of_rtl():
     long_ones = 0
     for job, res in zip(jobs, results):
         assert not res.timeout and res.error == 0, job.name
-        est = estimate_cycles(cfg, job.insn, dram_latency=job.latency, dram_stall=job.stall)
+        est = estimate_cycles(cfg, job.insn, dram_latency=job.latency, dram_stall=job.stall,
+                              dram=(job.dram, job.dram_base))
         err = est.cycles / res.cycles - 1
         ctx = (f"{job.name} (latency {job.latency}, stall {job.stall}): model {est.cycles}, "
                f"RTL {res.cycles} cycles, error {err:+.1%}")
