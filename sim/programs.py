@@ -266,16 +266,29 @@ def _k_ranges(kb: int, kc: int, ramp: bool) -> list[tuple[int, int]]:
 
 
 def _plan(mb, nb, kb, mt, nt, kc, order, slots, wgt_resident=False, inp_resident=False,
-          ramp=False):
+          ramp=False, split_last=False):
     """The step sequence with the INP/WGT reuse decisions and the WAR tokens worked out.
 
     ``wgt_resident`` / ``inp_resident``: every weight (input) chunk gets its own place in the
     WGT (INP) buffer (the whole matrix fits), is loaded at its first use and never
     overwritten, so it never waits for a slot's previous reader. ``ramp``: see
-    :func:`_k_ranges`."""
+    :func:`_k_ranges`. ``split_last``: the last tile is cut in two (rows, else columns), so
+    with two lanes the first part's ALU passes run during the second part's GEMMs and only
+    the second part's passes and store are left at the end."""
     mr, nr, kr = _ranges(mb, mt), _ranges(nb, nt), _k_ranges(kb, kc, ramp)
     tiles = [(m, n) for n in nr for m in mr] if order == "nm" else \
         [(m, n) for m in mr for n in nr]
+    if split_last:
+        # Two thirds, one third: the first part's GEMMs must cover the ALU passes and the
+        # store of the tile before it and the reset of the last part (about 6 passes of a
+        # full tile), the last part's GEMMs the first part's passes.
+        (m0, ml), (n0, nl) = tiles[-1]
+        if ml >= 2:
+            h = -(-2 * ml // 3)
+            tiles[-1:] = [((m0, h), (n0, nl)), ((m0 + h, ml - h), (n0, nl))]
+        elif nl >= 2:
+            h = -(-2 * nl // 3)
+            tiles[-1:] = [((m0, ml), (n0, h)), ((m0, ml), (n0 + h, nl - h))]
     steps = []
     held_inp = [None] * slots
     held_wgt = [None] * slots
@@ -407,9 +420,18 @@ def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
                                                    bias)
                         key = (cycles, nbytes)
                         if best is None or key < best[0]:
-                            best = (key, (mt, nt, kc, order, resident, inp_res, ramp))
+                            best = (key, (mt, nt, kc, order, resident, inp_res, ramp, False))
     if best is None:
         raise ProgramError(f"no GEMM tiling fits the buffers of configuration {cfg.fingerprint}")
+    if slots == 2:
+        # Cutting the last tile in two shortens the tail: try it on the best plan.
+        mt, nt, kc, order, resident, inp_res, ramp, _ = best[1]
+        if not inp_res or (mb + mt) * kb <= inp_depth:
+            tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots, resident, inp_res,
+                                 ramp, True)
+            key = _estimate(cfg, steps, len(tiles), slots, alu_passes, bias)
+            if key < best[0]:
+                best = (key, best[1][:-1] + (True,))
     return best[1]
 
 
@@ -462,12 +484,13 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     threads : 1 or 2
         Virtual threads: 2 double-buffers every on-chip buffer and overlaps load, compute and
         store with dependency tokens; 1 runs them one after the other.
-    tile : (mt, nt, kc[, order[, wgt_resident[, inp_resident[, ramp]]]]), optional
+    tile : (mt, nt, kc[, order[, wgt_resident[, inp_resident[, ramp[, split_last]]]]]), optional
         Force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN),
         optionally the tile order (``"nm"``: column tiles outer, ``"mn"``: row tiles outer)
         and whether every weight (input) chunk keeps its own place in the WGT (INP) buffer
-        (loaded once; needs the whole matrix to fit), and whether the K chunks start with
-        1 and 2 blocks (a short first load).
+        (loaded once; needs the whole matrix to fit), whether the K chunks start with 1 and
+        2 blocks (a short first load) and whether the last tile is cut in two (a short
+        tail with two threads).
     dram : Dram, optional
         The image to place operands in (default: a new one just large enough).
     bias_mode : "auto", "gemm" or "alu"
@@ -537,11 +560,13 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     post_ops = [op for op in alu_ops if op is not None]
 
     if tile is None:
-        mt, nt, kc, order, wgt_resident, inp_resident, ramp = _choose_tiling(
+        mt, nt, kc, order, wgt_resident, inp_resident, ramp, split_last = _choose_tiling(
             cfg, mb, nb, kb, slots, len(post_ops), bias is not None,
             (inp_cap, wgt_cap, acc_cap, uop_cap, cfg.wgt_depth, cfg.inp_depth))
     else:
-        order, wgt_resident, inp_resident, ramp = "nm", False, False, False
+        order, wgt_resident, inp_resident, ramp, split_last = "nm", False, False, False, False
+        if isinstance(tile, (tuple, list)) and len(tile) == 8:
+            *tile, split_last = tile
         if isinstance(tile, (tuple, list)) and len(tile) == 7:
             *tile, ramp = tile
         if isinstance(tile, (tuple, list)) and len(tile) == 6:
@@ -582,7 +607,15 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         raise ProgramError(f"tile of {mt} rows exceeds the {LOOP_ITER_WIDTH}-bit loop extent")
 
     tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots, wgt_resident, inp_resident,
-                         ramp)
+                         ramp, split_last)
+    for flag, mem, depth, used in (
+            (inp_resident, "INP", cfg.inp_depth, max(st.inp_off + st.m[1] * st.k[1]
+                                                     for st in steps)),
+            (wgt_resident, "WGT", cfg.wgt_depth, max(st.wgt_off + st.n[1] * st.k[1]
+                                                     for st in steps))):
+        if flag and used > depth:
+            raise ProgramError(f"resident {mem} chunks need {used} elements, more than the "
+                               f"{depth} the buffer holds")
     est, load_bytes = _estimate(cfg, steps, len(tiles), slots, len(post_ops), bias is not None)
     # The ideal is the user's GEMM alone (a folded bias block is overhead, not work).
     ideal = mb * nb * _ceil_div(k_user, cfg.block_in)
