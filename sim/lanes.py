@@ -144,9 +144,10 @@ class ComputeLanes:
         it runs ahead of dispatch by a few instructions, and stalls when they all wait."""
         k = self.k
         n = max(scan_uops, 1)
-        t_in = max(t_avail, self.scan_next, self.scan_block,
-                   self._disp_back(k.scan_fifo + 2) + 1)
-        head = max(t_in + n + k.scan_latency, self._disp_back(k.scan_fifo) + 1,
+        t_in = max(t_avail, self.scan_next, self._disp_back(k.scan_fifo + 2) + 1)
+        # Only micro-op reads wait for a LOAD UOP in progress.
+        t_read = max(t_in, self.scan_block) if scan_uops else t_in
+        head = max(t_read + n + k.scan_latency, self._disp_back(k.scan_fifo) + 1,
                    self._disp_back(1) + 1)
         return t_in, n, head
 
@@ -169,9 +170,10 @@ class ComputeLanes:
         return d
 
     def _dispatched(self, scan, d):
-        t_in, n, _ = scan
+        t_in, n, head = scan
         self.disp.append(d)
-        self.scan_next = t_in + n
+        # The first stage is free once the instruction moved on (its reads done).
+        self.scan_next = max(t_in + n, head - self.k.scan_latency)
 
     def dispatch_loop(self, lane, banks, scan, d: int, issue_cycles: int) -> tuple[int, int, int]:
         """A GEMM/ALU instruction (``scan`` from :meth:`scan`) dispatched at ``d`` into

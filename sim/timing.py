@@ -27,10 +27,16 @@ micro-benchmarks, and ``bench/timing_accuracy.py`` checks the whole model):
   are only issued once the current one is done), one cycle per data beat and per padding
   element, one DMA request per row at most every other cycle; a STORE also waits for its last
   write response.
-* Compute: one micro-op per cycle (two for a tensor-operand ALU micro-op when the ACC SRAM has
-  a single read port), no bubble between consecutive GEMM/ALU instructions; an instruction that
-  pushes a token first drains the pipeline; LOAD UOP/ACC and FINISH wait for an empty pipeline;
-  a micro-op load writes one micro-op per cycle.
+* Compute (``sim/lanes.py``): two in-order lanes, G for GEMMs and A for ALU instructions and
+  GEMM resets, each one micro-op per cycle (two for a tensor-operand ALU micro-op when the
+  ACC SRAM has a single read port) with a one-entry "next" register, so a lane issues
+  back to back; a scanner reads every GEMM/ALU instruction's micro-ops (one per cycle, a few
+  instructions ahead of dispatch) for its ACC bank set; instructions dispatch in order, one
+  per cycle, into their lane once the other lane has nothing in flight on their banks;
+  token pushes are deferred until everything dispatched before them has written its
+  results; LOAD UOP/ACC and FINISH wait for both lanes to be empty, and a micro-op load
+  writes one micro-op per cycle. The bank sets come from the micro-ops in the DRAM image
+  (``dram=``); without it every GEMM/ALU instruction counts as touching both banks.
 
 Not modelled: the token queues' capacity (a push never blocks; programs that keep more tokens
 in flight than ``cfg.dep_queue_depth`` run slower on the RTL than estimated) and the exact
