@@ -576,7 +576,6 @@ class TimingModel:
             i = per_module[mod][p]
             if dispatch[i] is None:
                 return None
-            insn = insns[i]
             t = max(free[mod], dispatch[i] + k.queue_latency)
             if mod == _COMPUTE:
                 t = compute_gate(i, t)[1]
