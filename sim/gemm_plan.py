@@ -197,7 +197,9 @@ def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
     best = None
     # Not both resident: with two slots one of the buffers stays double-buffered by
     # compute->load tokens (the conformance tests check the virtual threads overlap).
-    modes = [(w, i, r) for w in (False, True) for i in (False, True) for r in (False, True)
+    # (The K ramp is left to forced tilings: with double-buffered chunks its odd chunk
+    # count breaks the reuse of every other slot, and it never won the search.)
+    modes = [(w, i, False) for w in (False, True) for i in (False, True)
              if (nb * kb <= wgt_depth or not w) and (mb * kb <= inp_depth or not i)
              and not (w and i)]
     for resident, inp_res, ramp in modes:
@@ -213,7 +215,7 @@ def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
                     _ceil_div(mb, mt_cap) * _ceil_div(kb, kc) if inp_res else 1)
                 if 8 * chunks * max(3, nt) + 8 > uop_cap:  # the micro-op kernels must fit
                     continue
-                for mt in _balanced(mb, mt_cap)[:4]:
+                for mt in _balanced(mb, mt_cap)[:3]:
                     # The GEMM lane's own work is a lower bound on the estimate: skip the
                     # event model when even that cannot beat the best plan so far.
                     ntiles = _ceil_div(mb, mt) * _ceil_div(nb, nt)
