@@ -26,6 +26,7 @@ from models import RESNET18_MACS, resnet18  # noqa: E402
 from pyvta.compiler.calibrate import random_calibration  # noqa: E402
 from pyvta.compiler.frontend import import_model  # noqa: E402
 from pyvta.compiler.lower import AccelOp, lower, op_macs, run_fsim  # noqa: E402
+from pyvta.compiler.lower.banks import check_lanes  # noqa: E402
 from pyvta.compiler.partition import partition  # noqa: E402
 from pyvta.compiler.quantize import quantize  # noqa: E402
 from pyvta.hw.config import load_config  # noqa: E402
@@ -109,6 +110,12 @@ def main(argv=None):
           f"{cfg.clock_mhz:g} MHz; compute bound {bound:.0f} cycles; ratio "
           f"{total_est / bound:.3f} (floor 1.3); VTA on PYNQ-Z1: 420 ms")
     print(f"instructions: {sum(p.num_insns for _, p in progs)}")
+    # The two-lane scheduling rule (docs/scheduling.md), checked statically on every program.
+    lanes = [check_lanes(cfg, prog) for _, prog in progs]
+    models = {prog.info.get("__total__", {}).get("model") for _, prog in progs}
+    print(f"lane rules hold: {sum(c['tiles'] for c in lanes)} tiles, "
+          f"{sum(c['transitions'] for c in lanes)} tile transitions; cycles from "
+          f"{', '.join(sorted(m for m in models if m))}")
     part, prog = progs[0]
     if args.fsim_all:
         ok, dt, cnt = _fsim_check(cfg, prog, part)

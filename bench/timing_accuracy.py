@@ -108,7 +108,8 @@ def compare(cfg, programs, latencies, simulator="verilator"):
         if res.timeout or res.error:
             raise RuntimeError(f"{job.name}: the RTL did not finish cleanly "
                                f"(timeout={res.timeout}, ERROR={res.error:#x})")
-        est = estimate_cycles(cfg, job.insn, dram_latency=job.latency).cycles
+        est = estimate_cycles(cfg, job.insn, dram_latency=job.latency,
+                              dram=(job.dram, job.dram_base)).cycles
         rows.append((job.name, job.latency, res.cycles, est, est / res.cycles - 1))
     return rows
 

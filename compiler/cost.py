@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ..hw.isa import MemType, Opcode
 
 __all__ = ["DRAM_LATENCY", "ROW_OVERHEAD", "PIPE_OVERHEAD", "FETCH_CYCLES", "insn_cycles",
-           "alu_tensor_cycles",
+           "alu_tensor_cycles", "last_part",
            "simulate", "Timing", "conv_tile_cost", "compute_bound"]
 
 #: Cycles from a DMA request to its first data beat (and store acknowledge).
@@ -100,12 +100,70 @@ class Timing:
     busy: dict = field(default_factory=dict)
 
 
-def simulate(cfg, insns, cycles=None) -> Timing:
+class _Lanes:
+    """The two-lane compute module (``docs/scheduling.md``): in-order dispatch of one
+    instruction per cycle; GEMM lane G and ALU/reset lane A, each with an executing and a
+    one-entry next register; an instruction waits for the other lane's in-flight instructions
+    on its banks; pushes fire in order once everything dispatched up to them is complete
+    (pending-push FIFO of ``PUSH_FIFO`` entries); LOAD UOP/ACC with data and FINISH wait for
+    both lanes to be quiet."""
+
+    PUSH_FIFO = 4  # the RTL's pending-push FIFO (hw/compute.py)
+
+    def __init__(self):
+        try:
+            from ..hw.compute import _PUSH_FIFO_DEPTH
+            self.PUSH_FIFO = _PUSH_FIFO_DEPTH
+        except ImportError:
+            pass
+        self.disp = 0                       # earliest dispatch of the next instruction
+        self.ends = {"G": [0, 0], "A": [0, 0]}
+        self.bank_end = {"G": [0, 0], "A": [0, 0]}
+        self.done = 0                       # completion of everything dispatched so far
+        self.fires = [0] * self.PUSH_FIFO
+
+    def run(self, insn, t, cost, mask, pushes) -> tuple[int, int, int]:
+        """Dispatch at or after ``t``; returns ``(dispatch, end, push fire time)``."""
+        t = max(t, self.disp)
+        op = insn.opcode
+        if op in (Opcode.GEMM, Opcode.ALU) and mask:
+            lane = "A" if op is Opcode.ALU or insn.reset_reg else "G"
+            other = "G" if lane == "A" else "A"
+            t = max(t, self.ends[lane][-2],
+                    *[self.bank_end[other][b] for b in (0, 1) if mask >> b & 1])
+            if pushes:
+                t = max(t, self.fires[-self.PUSH_FIFO])
+            end = max(t, self.ends[lane][-1]) + cost
+            self.ends[lane].append(end)
+            for b in (0, 1):
+                if mask >> b & 1:
+                    self.bank_end[lane][b] = end
+            self.done = max(self.done, end)
+            self.disp = t + 1
+        elif op is Opcode.FINISH or (op is Opcode.LOAD and insn.x_size and insn.y_size):
+            t = max(t, self.done, self.fires[-1] if op is Opcode.FINISH else 0)
+            end = t + cost
+            self.done = self.disp = end
+        else:                               # token-only (and empty GEMM/ALU)
+            end = t + 1
+            self.disp = t + 1
+            self.done = max(self.done, end)
+        fire = end
+        if pushes:
+            fire = max(self.done, self.fires[-1])
+            self.fires.append(fire)
+        return t, end, fire
+
+
+def simulate(cfg, insns, cycles=None, banks=None) -> Timing:
     """Estimate the cycles of a program on the decoupled architecture (see the module doc).
 
-    ``cycles(cfg, insn)`` overrides :func:`insn_cycles`.
+    ``cycles(cfg, insn)`` overrides :func:`insn_cycles`. With ``banks`` (per instruction, the
+    ACC bank-set mask: ``lower.banks.bank_sets``) the compute module is modelled as two lanes;
+    without it as one in-order pipeline.
     """
     cycles = cycles or insn_cycles
+    lanes = _Lanes() if banks is not None else None
     n = len(insns)
     mods = [_module(i) for i in insns]
     cost = [cycles(cfg, i) for i in insns]
@@ -140,14 +198,20 @@ def simulate(cfg, insns, cycles=None) -> Timing:
                 pops = [t for f, t in _POPS[m].items() if getattr(insn, f)]
                 if any(not tokens[t] for t in pops):
                     break
-                start = max([free[m], dispatch_t[idx]] + [tokens[t].popleft() for t in pops])
-                end[idx] = start + cost[idx]
-                free[m] = end[idx]
+                ready = max([dispatch_t[idx]] + [tokens[t].popleft() for t in pops])
+                pushes = [t for f, t in _PUSHES[m].items() if getattr(insn, f)]
+                if lanes is not None and m == "compute":
+                    start, end[idx], fire = lanes.run(insn, ready, cost[idx], banks[idx],
+                                                      pushes)
+                else:
+                    start = max(free[m], ready)
+                    end[idx] = fire = start + cost[idx]
+                    free[m] = end[idx]
                 busy[m] += cost[idx]
                 started[m].append(start)
-                for f, t in _PUSHES[m].items():
-                    if getattr(insn, f):
-                        tokens[t].append(end[idx])
+                for t in pushes:
+                    tokens[t].append(fire)
+                end[idx] = max(end[idx], fire)
                 q.popleft()
                 done += 1
                 progress = True
@@ -161,12 +225,30 @@ def compute_bound(cfg, macs: int) -> float:
     return macs / cfg.macs_per_cycle
 
 
-def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=None) -> float:
+def last_part(tob: int, th: int) -> tuple[str | None, int]:
+    """How a convolution tile's epilogue is split when the ALU lane is the busier one:
+    ``("ob", k)`` (the last ``k`` output blocks), ``("row", k)`` (the last ``k`` rows of every
+    block) or ``(None, 0)``; the last part is as close to a quarter of the tile as possible."""
+    opts = [(abs(k / tob - 0.25), 0, "ob", k) for k in range(1, tob)] + \
+        [(abs(k / th - 0.25), 1, "row", k) for k in range(1, th)]
+    if not opts:
+        return None, 0
+    _, _, how, k = min(opts)
+    return how, k
+
+
+def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=None,
+                   lanes: bool = True) -> float:
     """Closed-form cycles of a convolution tiled as ``th x tw x tob`` with ``tcb``-block steps.
 
-    Double buffering overlaps a step's loads with the previous step's GEMM, so a tile costs
-    ``max(loads, GEMMs + ALU)``; a tile's stores overlap the next tile. Partial edge tiles are
-    accounted for by using the average tile size.
+    Double buffering overlaps a step's loads with the previous step's GEMM. With the two
+    compute lanes (``lanes``, and per-channel vectors resident: ``n_params == 0``) a tile's ALU
+    epilogue and the next tile's reset run on lane A while lane G runs GEMMs, so a tile costs
+    ``max(loads, GEMMs, reset + ALU + stores + half a GEMM step)``: lane A also waits, before
+    the reset of tile ``t+2``, for the stores of tile ``t`` (same bank), which wait for the
+    compute->store push (it fires once the GEMM dispatched before it has completed). Otherwise (one pipeline, or per-tile
+    LOAD ACC of the vectors, which waits for both lanes) ``max(loads, GEMMs + reset + ALU)``.
+    Partial edge tiles are accounted for by using the average tile size.
     """
     nb = -(-g.n // cfg.batch)
     n_rt, n_ct = -(-g.ho // th), -(-g.wo // tw)
@@ -189,6 +271,15 @@ def conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params, n_alu, tkh=No
     extra = (1 + n_alu) * (tob_a * p + PIPE_OVERHEAD) + \
         n_params * (DRAM_LATENCY + tob_a * cfg.acc_elem_bytes / ab)
     store = tob_a * (DRAM_LATENCY + th_a * ROW_OVERHEAD + p * cfg.out_elem_bytes / ab)
-    tile = max(steps * load_step, steps * gemm_step + extra, store)
+    if lanes and not n_params:
+        # Lane A waits for the last stores of the tile two back (a quarter of them when the
+        # lowering splits the epilogue) and its compute->store push fires only once the GEMM
+        # step dispatched before it has completed (half a step on average).
+        how, k = last_part(tob, th)
+        exposed = store * (k / (tob if how == "ob" else th) if how else 1)
+        tile = max(steps * load_step, steps * gemm_step + 2 * PIPE_OVERHEAD,
+                   extra + exposed + gemm_step / 2)
+    else:
+        tile = max(steps * load_step, steps * gemm_step + extra, store)
     n_tiles = nb * n_rt * n_ct * n_ot
     return n_tiles * tile + load_step + store

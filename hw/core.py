@@ -170,8 +170,7 @@ class Core(wiring.Component):
         # --- shared SRAMs: one writer module and one reader module each -----------------------
         for name, width, depth, wr, rd in (
                 ("inp_mem", cfg.inp_elem_bytes * 8, cfg.inp_depth, load.inp_wr, compute.inp_rd),
-                ("wgt_mem", cfg.wgt_elem_bytes * 8, cfg.wgt_depth, load.wgt_wr, compute.wgt_rd),
-                ("out_mem", cfg.out_elem_bytes * 8, cfg.out_depth, compute.out_wr, store.out_rd)):
+                ("wgt_mem", cfg.wgt_elem_bytes * 8, cfg.wgt_depth, load.wgt_wr, compute.wgt_rd)):
             mem = Memory(shape=width, depth=depth, init=[])
             m.submodules[name] = mem
             wp = mem.write_port()
@@ -179,6 +178,24 @@ class Core(wiring.Component):
             rp = mem.read_port()
             m.d.comb += [wp.addr.eq(wr.addr), wp.data.eq(wr.data), wp.en.eq(wr.en),
                          rp.addr.eq(rd.addr), rp.en.eq(rd.en), rd.data.eq(rp.data)]
+        # OUT: two banks by the top bit of the ACC index (the compute module's two lanes write
+        # them); the store module reads through a mux selected by the registered top bit of
+        # the address it read, since the data comes back a cycle after the address.
+        top = cfg.log_acc_depth - 1
+        out_sel = Signal()
+        with m.If(store.out_rd.en):
+            m.d.sync += out_sel.eq(store.out_rd.addr[top])
+        out_rd_data = []
+        for b, wr in enumerate((compute.out_wr0, compute.out_wr1)):
+            mem = Memory(shape=cfg.out_elem_bytes * 8, depth=cfg.out_depth // 2, init=[])
+            m.submodules[f"out_bank{b}"] = mem
+            wp = mem.write_port()
+            rp = mem.read_port()
+            m.d.comb += [wp.addr.eq(wr.addr), wp.data.eq(wr.data), wp.en.eq(wr.en),
+                         rp.addr.eq(store.out_rd.addr[:top]),
+                         rp.en.eq(store.out_rd.en & (store.out_rd.addr[top] == b))]
+            out_rd_data.append(rp.data)
+        m.d.comb += store.out_rd.data.eq(Mux(out_sel, out_rd_data[1], out_rd_data[0]))
 
         # --- DMA ports ----------------------------------------------------------------------------
         wiring.connect(m, wiring.flipped(self.fetch_dma), fetch.dma)
@@ -193,7 +210,9 @@ class Core(wiring.Component):
         # Seen in two consecutive cycles to stay clear of same-cycle handshakes.
         stuck = {
             "load": load.token_stall | (~load.busy & (queues["load_q"].level == 0)),
-            "compute": compute.token_stall | (~compute.busy & (queues["compute_q"].level == 0)),
+            # (the compute module may wait on a token while its lanes still finish work whose
+            # deferred token pushes unblock others: it reports when nothing can move)
+            "compute": compute.stuck,
             "store": store.token_stall | (~store.busy & (queues["store_q"].level == 0)),
         }
         hang = Signal()

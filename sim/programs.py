@@ -17,8 +17,9 @@ for any preset and any ``M, K, N``:
   tokens let the load module fill one slot while the compute module works on the other, and let
   the compute module start the next tile while the store module drains the previous one.
 * Inside each GEMM the innermost micro-ops walk different accumulator elements (output columns,
-  and rows when there are fewer than three columns), so a micro-op's destination differs from the
-  previous two whenever the tile has at least three elements (VTA's pipeline rule).
+  and up to three rows when there are fewer than three columns), so a micro-op's destination
+  usually differs from the previous two (VTA's pipeline rule, which pyvta's compute module,
+  with its write-stage bypass, does not need: see ``_group``).
 * Tile sizes are chosen by a small event model of the three modules (load, compute, store) that
   counts DMA bytes on the configured AXI width; pass ``tile=(mt, nt, kc)`` to force them.
 
@@ -26,18 +27,19 @@ Compute passes per output tile: one reset (GEMM ``reset_reg``) plus one ALU pass
 operation (SHR, MIN, MAX); each pass visits every accumulator element of the tile once. A bias
 is folded into the GEMM as one extra reduction block when its values allow (``bias_mode``), so
 it costs one micro-op per output element rather than an ALU pass with a tensor operand (which
-a one-read-port accumulator needs two cycles for). The compute module runs the passes serially
-with the GEMMs, so on a machine doing one micro-op per cycle they cost about
-``(1 + passes) / K_blocks`` of the GEMM time: a 128x128x128 GEMM with bias, shift and clip
-(8 + 1 reduction blocks at BLOCK_IN 16, 4 passes) is capped near 8 / 13 = 62 % of peak, while
-the ResNet-18 shapes (36 to 288 reduction blocks) lose 2 to 12 %. :attr:`GemmTiling.est_cycles`
+a one-read-port accumulator needs two cycles for).
+
+With ``threads=2`` each ACC slot is one ACC/OUT bank of the two-lane compute module (slot h
+uses ``[h*D/2, (h+1)*D/2)``, its bias inside it), and the stream places the next tile's reset
+before this tile's ALU epilogue: the reset runs in the ALU lane during this tile's GEMMs and
+the epilogue during the next tile's GEMMs (docs: the lanes spec's scheduling rule). With
+``threads=1`` the passes run after the GEMMs of the same ACC region. :attr:`GemmTiling.est_cycles`
 gives the event model's estimate for the chosen tiling.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 
 import numpy as np
 
@@ -45,6 +47,7 @@ from ..compiler.builder import ProgramBuilder
 from ..hw.config import HwConfig, load_config
 from ..hw.isa import LOOP_ITER_WIDTH, AluOp, MemInsn, MemType, Opcode, Uop, encode_uops
 from .dram import Dram
+from .gemm_plan import _ceil_div, _choose_tiling, _estimate, _plan
 
 __all__ = ["ProgramError", "GemmTiling", "GemmProgram", "gemm_program", "numpy_reference",
            "pack_inp", "pack_wgt", "pack_acc_rows", "unpack_out", "alu_program",
@@ -59,10 +62,6 @@ class ProgramError(ValueError):
 # ------------------------------------------------------------------------------------------------
 # Tiled layouts
 # ------------------------------------------------------------------------------------------------
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
 
 def _check_matrix(name: str, x, dtype=np.int8) -> np.ndarray:
     x = np.asarray(x)
@@ -208,135 +207,6 @@ class GemmProgram:
         return unpack_out(c, raw.view(np.int8), self.m, self.n)
 
 
-def _balanced(total: int, cap: int) -> list[int]:
-    """Tile sizes ``ceil(total / p)`` that fit ``cap``, largest first (no tiny last tile)."""
-    out = []
-    for p in range(1, total + 1):
-        size = _ceil_div(total, p)
-        if size <= cap and (not out or size != out[-1]):
-            out.append(size)
-        if size == 1:
-            break
-    return out
-
-
-def _ranges(total: int, size: int) -> list[tuple[int, int]]:
-    """Split ``total`` into ``(start, length)`` pieces of at most ``size``, balanced."""
-    parts = _ceil_div(total, size)
-    base, extra = divmod(total, parts)
-    out, start = [], 0
-    for p in range(parts):
-        length = base + (1 if p < extra else 0)
-        out.append((start, length))
-        start += length
-    return out
-
-
-@dataclass
-class _Step:
-    tile: int
-    m: tuple
-    n: tuple
-    k: tuple
-    first: bool
-    last: bool
-    load_inp: bool = False
-    load_wgt: bool = False
-    push_c2l: bool = False
-
-
-def _plan(mb, nb, kb, mt, nt, kc, order, slots):
-    """The step sequence with the INP/WGT reuse decisions and the WAR tokens worked out."""
-    mr, nr, kr = _ranges(mb, mt), _ranges(nb, nt), _ranges(kb, kc)
-    tiles = [(m, n) for n in nr for m in mr] if order == "nm" else \
-        [(m, n) for m in mr for n in nr]
-    steps = []
-    held_inp = [None] * slots
-    held_wgt = [None] * slots
-    for t, (m, n) in enumerate(tiles):
-        for c, k in enumerate(kr):
-            s = len(steps)
-            slot = s % slots
-            st = _Step(t, m, n, k, c == 0, c == len(kr) - 1)
-            st.load_inp = held_inp[slot] != (m, k)
-            st.load_wgt = held_wgt[slot] != (n, k)
-            held_inp[slot], held_wgt[slot] = (m, k), (n, k)
-            if (st.load_inp or st.load_wgt) and s >= slots:
-                steps[s - slots].push_c2l = True  # the slot's last reader frees it
-            steps.append(st)
-    return tiles, steps
-
-
-def _estimate(cfg, steps, ntiles, slots, alu_passes, bias):
-    """Cycles of a step plan on a simple model of the three concurrent modules.
-
-    A DMA instruction costs a fixed latency plus its bytes over the AXI width; a GEMM micro-op
-    iteration and an ALU element pass one cycle each. Returns ``(cycles, load_bytes)``.
-    """
-    lat, axi = 32, cfg.axi_bytes
-    ie, we, ae, oe = cfg.inp_elem_bytes, cfg.wgt_elem_bytes, cfg.acc_elem_bytes, cfg.out_elem_bytes
-    load_end = comp_end = store_end = 0
-    comp_done = []          # per step: when compute finished with it
-    store_done = [0] * ntiles
-    load_bytes = 0
-    for s, st in enumerate(steps):
-        mt, nt, kc = st.m[1], st.n[1], st.k[1]
-        ready = 0
-        if st.load_inp or st.load_wgt:
-            nbytes = (mt * kc * ie if st.load_inp else 0) + (nt * kc * we if st.load_wgt else 0)
-            load_bytes += nbytes
-            start = max(load_end, comp_done[s - slots] if s >= slots else 0)
-            load_end = start + lat * (st.load_inp + st.load_wgt) + nbytes // axi
-            ready = load_end
-        start = max(comp_end, ready)
-        work = mt * nt * kc + 8
-        if st.first:
-            if st.tile >= slots:
-                start = max(start, store_done[st.tile - slots])
-            work += mt * nt + 8 + ((lat + nt * ae // axi + mt * nt + 8) if bias else 0)
-        if st.last:
-            work += alu_passes * (mt * nt + 8)
-        comp_end = start + work
-        comp_done.append(comp_end)
-        if st.last:
-            store_end = max(store_end, comp_end) + lat + mt * nt * oe // axi
-            store_done[st.tile] = store_end
-    return max(comp_end, store_end), load_bytes
-
-
-@lru_cache(maxsize=256)
-def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
-    """The (mt, nt, kc, order) with the lowest modelled cycles (cached: the search walks
-    every balanced tile size through the event model)."""
-    inp_cap, wgt_cap, acc_cap, uop_cap = limits
-    best = None
-    for kc in _balanced(kb, min(inp_cap, wgt_cap)):
-        for nt in _balanced(nb, min(wgt_cap // kc, acc_cap)):
-            room = acc_cap - (nt if bias else 0)
-            mt_cap = min(inp_cap // kc, room // nt) if room >= nt else 0
-            if mt_cap < 1:
-                continue
-            mt = _balanced(mb, mt_cap)[0]
-            if 4 * 3 * nt + 8 > uop_cap:  # the micro-op kernels must fit too
-                continue
-            # The compute module's own work is a lower bound on the estimate: skip the event
-            # model when even that cannot beat the best plan so far.
-            ntiles = _ceil_div(mb, mt) * _ceil_div(nb, nt)
-            nsteps = ntiles * _ceil_div(kb, kc)
-            bound = mb * nb * kb + 8 * nsteps + (1 + alu_passes) * (mb * nb + 8 * ntiles)
-            if best is not None and bound >= best[0][0]:
-                continue
-            for order in ("nm", "mn"):
-                tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots)
-                cycles, nbytes = _estimate(cfg, steps, len(tiles), slots, alu_passes, bias)
-                key = (cycles, nbytes)
-                if best is None or key < best[0]:
-                    best = (key, (mt, nt, kc, order))
-    if best is None:
-        raise ProgramError(f"no GEMM tiling fits the buffers of configuration {cfg.fingerprint}")
-    return best[1]
-
-
 def _bias_digits(cfg: HwConfig, bias: np.ndarray):
     """int8 weights ``d`` (N, BLOCK_IN) with ``d[:, 0] + 127 * d[:, 1:].sum(1) == bias``, or
     None when a bias is out of reach. Paired with an input block ``[1, 127, ..., 127]``."""
@@ -355,11 +225,14 @@ def _bias_digits(cfg: HwConfig, bias: np.ndarray):
 
 
 def _group(mt: int, nt: int) -> int:
-    """Rows per micro-op group: the smallest divisor ``g`` of ``mt`` with ``g * nt >= 3``."""
-    for g in range(1, mt + 1):
+    """Rows per micro-op group: the smallest divisor ``g <= 3`` of ``mt`` with
+    ``g * nt >= 3`` (VTA's rule that a micro-op's destination differs from the previous
+    two), else 1: pyvta's compute module bypasses its write stage and does not need the
+    rule, and a long kernel costs micro-op buffer space and scanner cycles."""
+    for g in range(1, min(mt, 3) + 1):
         if mt % g == 0 and g * nt >= 3:
             return g
-    return mt
+    return 1
 
 
 def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads: int = 2,
@@ -383,9 +256,13 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     threads : 1 or 2
         Virtual threads: 2 double-buffers every on-chip buffer and overlaps load, compute and
         store with dependency tokens; 1 runs them one after the other.
-    tile : (mt, nt, kc) or (mt, nt, kc, order), optional
-        Force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN) and
-        optionally the tile order (``"nm"``: column tiles outer, ``"mn"``: row tiles outer).
+    tile : (mt, nt, kc[, order[, wgt_resident[, inp_resident[, ramp[, split_last]]]]]), optional
+        Force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN),
+        optionally the tile order (``"nm"``: column tiles outer, ``"mn"``: row tiles outer)
+        and whether every weight (input) chunk keeps its own place in the WGT (INP) buffer
+        (loaded once; needs the whole matrix to fit), whether the K chunks start with 1 and
+        2 blocks (a short first load) and whether the last tile is cut in two (a short
+        tail with two threads).
     dram : Dram, optional
         The image to place operands in (default: a new one just large enough).
     bias_mode : "auto", "gemm" or "alu"
@@ -455,10 +332,29 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     post_ops = [op for op in alu_ops if op is not None]
 
     if tile is None:
-        mt, nt, kc, order = _choose_tiling(cfg, mb, nb, kb, slots, len(post_ops),
-                                           bias is not None, (inp_cap, wgt_cap, acc_cap, uop_cap))
+        chosen = _choose_tiling(cfg, mb, nb, kb, slots, len(post_ops), bias is not None,
+                                (inp_cap, wgt_cap, acc_cap, uop_cap, cfg.wgt_depth,
+                                 cfg.inp_depth))
+        if chosen is None:
+            raise ProgramError(f"no GEMM tiling fits the buffers of configuration "
+                               f"{cfg.fingerprint}")
+        mt, nt, kc, order, wgt_resident, inp_resident, ramp, split_last = chosen
     else:
-        order = "nm"
+        order, wgt_resident, inp_resident, ramp, split_last = "nm", False, False, False, False
+        if isinstance(tile, (tuple, list)) and len(tile) == 8:
+            *tile, split_last = tile
+        if isinstance(tile, (tuple, list)) and len(tile) == 7:
+            *tile, ramp = tile
+        if isinstance(tile, (tuple, list)) and len(tile) == 6:
+            *tile, inp_resident = tile
+            if inp_resident and mb * kb > cfg.inp_depth:
+                raise ProgramError(f"resident inputs need {mb * kb} INP elements, more than "
+                                   f"the {cfg.inp_depth} the buffer holds")
+        if isinstance(tile, (tuple, list)) and len(tile) == 5:
+            *tile, wgt_resident = tile
+            if wgt_resident and nb * kb > cfg.wgt_depth:
+                raise ProgramError(f"resident weights need {nb * kb} WGT elements, more than "
+                                   f"the {cfg.wgt_depth} the buffer holds")
         if isinstance(tile, (tuple, list)) and len(tile) == 4:
             *tile, order = tile
             if order not in ("nm", "mn"):
@@ -471,10 +367,10 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
             if v < 1:
                 raise ProgramError(f"tile {name} must be at least 1, not {v}")
         mt, nt, kc = min(mt, mb), min(nt, nb), min(kc, kb)
-        if mt * kc > inp_cap:
+        if mt * kc > inp_cap and not inp_resident:
             raise ProgramError(f"tile mt*kc={mt * kc} INP elements exceeds the {inp_cap} "
                                f"available per thread")
-        if nt * kc > wgt_cap:
+        if nt * kc > wgt_cap and not wgt_resident:
             raise ProgramError(f"tile nt*kc={nt * kc} WGT elements exceeds the {wgt_cap} "
                                f"available per thread")
         if mt * nt + (nt if bias is not None else 0) > acc_cap:
@@ -486,7 +382,16 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     if _ceil_div(mt, _group(mt, nt)) >= 1 << LOOP_ITER_WIDTH:
         raise ProgramError(f"tile of {mt} rows exceeds the {LOOP_ITER_WIDTH}-bit loop extent")
 
-    tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots)
+    tiles, steps = _plan(mb, nb, kb, mt, nt, kc, order, slots, wgt_resident, inp_resident,
+                         ramp, split_last)
+    for flag, mem, depth, used in (
+            (inp_resident, "INP", cfg.inp_depth, max(st.inp_off + st.m[1] * st.k[1]
+                                                     for st in steps)),
+            (wgt_resident, "WGT", cfg.wgt_depth, max(st.wgt_off + st.n[1] * st.k[1]
+                                                     for st in steps))):
+        if flag and used > depth:
+            raise ProgramError(f"resident {mem} chunks need {used} elements, more than the "
+                               f"{depth} the buffer holds")
     est, load_bytes = _estimate(cfg, steps, len(tiles), slots, len(post_ops), bias is not None)
     # The ideal is the user's GEMM alone (a folded bias block is overhead, not work).
     ideal = mb * nb * _ceil_div(k_user, cfg.block_in)
@@ -521,9 +426,10 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
             uops.extend(lst)
         return kernels[key]
 
-    def gemm_kernel(ls, as_, g, nt_, kc_):
-        return kernel(("gemm", ls, as_, g, nt_, kc_), lambda: [
-            Uop(acc_base[as_] + r * nt_ + j, inp_base[ls] + r * kc_, wgt_base[ls] + j * kc_)
+    def gemm_kernel(isram, as_, g, nt_, kc_, wsram, row0=0, k0=0):
+        return kernel(("gemm", isram, as_, g, nt_, kc_, wsram, row0, k0), lambda: [
+            Uop(acc_base[as_] + (row0 + r) * nt_ + j, isram + (row0 + r) * kc_ + k0,
+                wsram + j * kc_ + k0)
             for r in range(g) for j in range(nt_)])
 
     def reset_kernel(as_):
@@ -537,59 +443,136 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     # --- instructions ---------------------------------------------------------------------------
     body = ProgramBuilder(cfg, dram)  # collects the instructions; DRAM is shared with ``b``
     held_bias = [None] * slots
+
+    def prologue(t):
+        """Tile ``t``'s ACC initialisation: [bias load], reset, [bias ADD]; the first
+        instruction waits for the store of the slot's previous tile (store -> compute)."""
+        (_, mt_), (n0, nt_) = tiles[t]
+        as_ = t % slots
+        out = []
+        if bias is not None and held_bias[as_] != tiles[t][1]:
+            out.append(("load_bias", dict(sram=bias_base[as_], dram=bias_elem + n0, x=nt_), {}))
+            held_bias[as_] = tiles[t][1]
+        out.append(("gemm", dict(uops=reset_kernel(as_), iter_out=mt_, iter_in=nt_,
+                                 dst=(nt_, 1), reset=True), {}))
+        if bias is not None:
+            out.append(("alu", dict(op=AluOp.ADD, uops=alu_kernel(as_), iter_out=mt_,
+                                    iter_in=nt_, dst=(nt_, 1), src=(0, 1)), {}))
+        out[0][2]["pop_next_dep"] = t >= slots
+        return out
+
+    # Instruction groups per step: its loads, then its compute and stores. Loads of later
+    # steps are placed ahead of a step's compute (``lookahead`` steps when nothing they
+    # overwrite is in use, else one) so the in-order fetch stage does not hold them back
+    # behind compute instructions; the load->compute tokens in flight stay below the token
+    # queue's depth.
+    lookahead = max(1, min(4, cfg.dep_queue_depth - 2))
+    load_groups, comp_groups = [], []
+    carry = []        # the previous tile's ALU passes, placed inside this tile's GEMMs
+    carry_need = 0    # GEMM cycles still to place before them
+    carry_tile = None
     for s, st in enumerate(steps):
         ls, as_ = s % slots, st.tile % slots
         (m0, mt_), (n0, nt_), (k0, kc_) = st.m, st.n, st.k
         loads = st.load_inp or st.load_wgt
+        wsram = st.wgt_off if wgt_resident else wgt_base[ls]
+        isram = st.inp_off if inp_resident else inp_base[ls]
         # Load module: wait until the slot's previous reader is done, load, signal compute.
         pending = []
         if st.load_inp:
-            pending.append((MemType.INP, inp_base[ls], a_elem + m0 * kb + k0, mt_))
+            pending.append((MemType.INP, isram, a_elem + m0 * kb + k0, mt_))
         if st.load_wgt:
-            pending.append((MemType.WGT, wgt_base[ls], w_elem + n0 * kb + k0, nt_))
-        for i, (mem, sram, dram_elem, rows) in enumerate(pending):
-            body.load(mem, sram, dram_elem, rows, kc_, kb,
-                      pop_next_dep=(i == 0 and s >= slots),
-                      push_next_dep=(i == len(pending) - 1))
-        # Compute module.
-        compute = []  # (kind, kwargs) emitted below with the right token flags
-        if st.first:
-            if bias is not None and held_bias[as_] != st.n:
-                compute.append(("load_bias", dict(sram=bias_base[as_],
-                                                  dram=bias_elem + n0, x=nt_)))
-                held_bias[as_] = st.n
-            compute.append(("gemm", dict(uops=reset_kernel(as_), iter_out=mt_, iter_in=nt_,
-                                         dst=(nt_, 1), reset=True)))
-            if bias is not None:
-                compute.append(("alu", dict(op=AluOp.ADD, uops=alu_kernel(as_), iter_out=mt_,
-                                            iter_in=nt_, dst=(nt_, 1), src=(0, 1))))
+            pending.append((MemType.WGT, wsram, w_elem + n0 * kb + k0, nt_))
+        load_groups.append([
+            (mem, sram, dram_elem, rows, kc_, dict(pop_next_dep=(i == 0 and st.pop_c2l),
+                                                   push_next_dep=(i == len(pending) - 1)))
+            for i, (mem, sram, dram_elem, rows) in enumerate(pending)])
+        # Compute module: (kind, kwargs, token flags) in program order.
+        compute = []
+        stores = []
+
+        def place_carry():
+            nonlocal carry, carry_tile
+            compute.extend(carry)
+            stores.append(carry_tile)
+            carry, carry_tile = [], None
+
+        if st.first and (slots == 1 or st.tile == 0):
+            compute += prologue(st.tile)
         g = _group(mt_, nt_)
         outer = mt_ // g
-        compute.append(("gemm", dict(
-            uops=gemm_kernel(ls, as_, g, nt_, kc_), iter_out=outer, iter_in=kc_,
-            dst=(g * nt_ if outer > 1 else 0, 0), src=(g * kc_ if outer > 1 else 0, 1),
-            wgt=(0, 1), main=True)))
+        # The main GEMM, cut in two (over its K blocks, else its row groups) where the
+        # previous tile's ALU passes go (see ``carry``).
+        parts = [(0, outer, 0, kc_)]  # (row group from, to, K block from, to)
+        work = mt_ * nt_ * kc_
+        if carry and work > carry_need:
+            if kc_ > 1 and _ceil_div(carry_need, mt_ * nt_) < kc_:
+                cut = max(1, _ceil_div(carry_need, mt_ * nt_))
+                parts = [(0, outer, 0, cut), (0, outer, cut, kc_)]
+            elif outer > 1 and _ceil_div(carry_need, g * nt_ * kc_) < outer:
+                cut = max(1, _ceil_div(carry_need, g * nt_ * kc_))
+                parts = [(0, cut, 0, kc_), (cut, outer, 0, kc_)]
+        for p_i, (r0, r1, c0, c1) in enumerate(parts):
+            n_out = r1 - r0
+            compute.append(("gemm", dict(
+                uops=gemm_kernel(isram, as_, g, nt_, kc_, wsram, r0 * g, c0), iter_out=n_out,
+                iter_in=c1 - c0, dst=(g * nt_ if n_out > 1 else 0, 0),
+                src=(g * kc_ if n_out > 1 else 0, 1), wgt=(0, 1)),
+                dict(pop_prev_dep=(p_i == 0 and loads),                  # data loaded
+                     push_prev_dep=(p_i == len(parts) - 1 and st.push_c2l))))  # slot free
+            if carry:
+                carry_need -= n_out * g * nt_ * (c1 - c0)
+                if carry_need <= 0 or len(parts) == 2:
+                    place_carry()
         if st.last:
-            for op, imm in post_ops:
-                compute.append(("alu", dict(op=op, uops=alu_kernel(as_), iter_out=mt_,
-                                            iter_in=nt_, dst=(nt_, 1), imm=imm)))
-        for i, (kind, kw) in enumerate(compute):
-            main = kw.pop("main", False)
-            flags = dict(
-                pop_next_dep=(i == 0 and st.first and st.tile >= slots),  # ACC slot free
-                pop_prev_dep=(main and loads),                            # data loaded
-                push_prev_dep=(main and st.push_c2l),                     # INP/WGT slot free
-                push_next_dep=(st.last and i == len(compute) - 1))        # result ready
+            epilogue = [("alu", dict(op=op, uops=alu_kernel(as_), iter_out=mt_, iter_in=nt_,
+                                     dst=(nt_, 1), imm=imm), {}) for op, imm in post_ops]
+            # The result is ready after the tile's last instruction (its GEMM without ALU
+            # passes): compute -> store token.
+            (epilogue or compute)[-1][2]["push_next_dep"] = True
+            if carry:
+                place_carry()  # the previous tile's passes go before this tile's
+            if slots == 2 and st.tile + 1 < len(tiles):
+                # Two lanes: the next tile's reset (other ACC bank) goes first so it runs in
+                # lane A while this tile's GEMM runs in lane G. The ALU passes wait for this
+                # tile's GEMM to drain (same bank); they are placed after the next tile's
+                # first GEMM instructions, which then wait in lane G's next register and
+                # start as soon as this tile's GEMM has issued. Lane A holds two passes
+                # (executing and next), so the GEMM instruction after the passes dispatches
+                # once all but two of them ran: the GEMMs before the passes must last that
+                # long.
+                compute += prologue(st.tile + 1)
+                if epilogue:
+                    carry, epilogue, carry_tile = epilogue, [], st.tile
+                    carry_need = mt_ * nt_ * max(0, len(carry) - 2) + 24
+            compute += epilogue
+            if not carry:
+                stores.append(st.tile)
+        comp_groups.append((compute, stores))
+    if carry:  # cannot happen (the last tile has no successor), kept for safety
+        comp_groups[-1][0].extend(carry)
+        comp_groups[-1][1].append(carry_tile)
+
+    # Emission: loads of step u before the compute of step u - lookahead (u - 1 when they
+    # wait for a slot: the token they pop is pushed by step u - slots), in step order.
+    emitted = 0
+    for s, (compute, stores) in enumerate(comp_groups):
+        while emitted < len(steps) and (emitted <= s or (
+                emitted <= s + lookahead and not steps[emitted].pop_c2l)):
+            for mem, sram, dram_elem, rows, x, flags in load_groups[emitted]:
+                body.load(mem, sram, dram_elem, rows, x, kb, **flags)
+            emitted += 1
+        for kind, kw, flags in compute:
             if kind == "load_bias":
                 body.load(MemType.ACC, kw["sram"], kw["dram"], 1, kw["x"], **flags)
             elif kind == "gemm":
                 body.gemm(**kw, **flags)
             else:
                 body.alu(**kw, **flags)
-        # Store module.
-        if st.last:
-            t = st.tile
-            body.store(acc_base[as_], out_elem + m0 * nb + n0, mt_, nt_, nb, pop_prev_dep=True,
+        for t in stores:
+            (tm0, tmt), (tn0, tnt) = tiles[t]
+            body.store(acc_base[t % slots], out_elem + tm0 * nb + tn0, tmt, tnt, nb,
+                       pop_prev_dep=True,
                        push_prev_dep=(t + slots < len(tiles) or t == len(tiles) - 1))
     body.sync("compute", pop_next_dep=True)  # the last store has drained
     body.finish()

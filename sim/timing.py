@@ -27,10 +27,16 @@ micro-benchmarks, and ``bench/timing_accuracy.py`` checks the whole model):
   are only issued once the current one is done), one cycle per data beat and per padding
   element, one DMA request per row at most every other cycle; a STORE also waits for its last
   write response.
-* Compute: one micro-op per cycle (two for a tensor-operand ALU micro-op when the ACC SRAM has
-  a single read port), no bubble between consecutive GEMM/ALU instructions; an instruction that
-  pushes a token first drains the pipeline; LOAD UOP/ACC and FINISH wait for an empty pipeline;
-  a micro-op load writes one micro-op per cycle.
+* Compute (``sim/lanes.py``): two in-order lanes, G for GEMMs and A for ALU instructions and
+  GEMM resets, each one micro-op per cycle (two for a tensor-operand ALU micro-op when the
+  ACC SRAM has a single read port) with a one-entry "next" register, so a lane issues
+  back to back; a scanner reads every GEMM/ALU instruction's micro-ops (one per cycle, a few
+  instructions ahead of dispatch) for its ACC bank set; instructions dispatch in order, one
+  per cycle, into their lane once the other lane has nothing in flight on their banks;
+  token pushes are deferred until everything dispatched before them has written its
+  results; LOAD UOP/ACC and FINISH wait for both lanes to be empty, and a micro-op load
+  writes one micro-op per cycle. The bank sets come from the micro-ops in the DRAM image
+  (``dram=``); without it every GEMM/ALU instruction counts as touching both banks.
 
 Not modelled: the token queues' capacity (a push never blocks; programs that keep more tokens
 in flight than ``cfg.dep_queue_depth`` run slower on the RTL than estimated) and the exact
@@ -43,6 +49,7 @@ from dataclasses import dataclass, field
 
 from ..hw.config import HwConfig, load_config
 from ..hw.isa import INSN_BYTES, AluInsn, GemmInsn, MemInsn, MemType, Opcode, decode_program
+from .lanes import ComputeLanes, UopShadow, bank_set, lane_of
 
 __all__ = ["TimingError", "InsnTiming", "ModuleTiming", "TimingReport", "TimingModel",
            "estimate_cycles", "DEFAULT_DRAM_LATENCY"]
@@ -89,10 +96,24 @@ class _Constants:
     write_turn: int = 1
     #: Store: after the last write response to the next instruction taken.
     store_tail: int = 3
-    #: Compute: cycles from the last micro-op issued to an empty pipeline.
-    drain: int = 8
-    #: Compute: from DECODE of a GEMM/ALU to its first micro-op issued.
+    #: Compute: from the dispatch of a GEMM/ALU to its first micro-op issued (idle lane).
     issue_delay: int = 2
+    #: Compute, lane G (GEMM): cycles from the last micro-op issue slot to the last ACC/OUT
+    #: write (``hw/lanes``: the write is ``n + 3 + GemmCore.LATENCY`` after the first slot).
+    drain_g: int = 7
+    #: Compute, lane A (ALU, GEMM reset): the same (``n + 3``).
+    drain_a: int = 3
+    #: Compute: scanner cycles from its first stage's last cycle to the head of its output
+    #: FIFO (``hw/scanner``: ``n + 3`` from entering it).
+    scan_latency: int = 3
+    #: Compute: entries of the scanner's output FIFO.
+    scan_fifo: int = 2
+    #: Compute: a bank conflict resolves this many cycles after the other lane's last write.
+    bank_gap: int = 1
+    #: Compute: a deferred push fires this many cycles after the last write it waits for.
+    push_delay: int = 1
+    #: Compute: entries of the pending-push FIFO.
+    push_fifo: int = 4
 
 
 CONSTANTS = _Constants()
@@ -132,6 +153,10 @@ class InsnTiming:
     #: Cycle the instruction's work is complete (its last micro-op written to the ACC, its
     #: last beat in SRAM or DRAM); for a GEMM/ALU that pushes no token this is after ``end``.
     done: int = 0
+    #: GEMM/ALU: the compute lane that ran it ("G" or "A"; "" for other instructions and
+    #: instructions without micro-op iterations) and its first micro-op issue cycle.
+    lane: str = ""
+    issue: int = 0
 
 
 @dataclass
@@ -372,8 +397,14 @@ class TimingModel:
     #: Passes of the channel-sharing refinement (see :meth:`estimate`).
     PASSES = 4
 
-    def estimate(self, program) -> TimingReport:
+    def estimate(self, program, dram=None) -> TimingReport:
         """Estimate a program given as bytes or a list of decoded instructions.
+
+        ``dram``: the DRAM image the program runs on (a :class:`~pyvta.sim.dram.Dram`), read
+        only for the micro-ops that LOAD UOP instructions fetch, which decide which ACC banks
+        each GEMM/ALU instruction touches (see ``sim/lanes.py``); without it every GEMM/ALU
+        instruction counts as touching both banks, so the two compute lanes never overlap
+        and the estimate is an upper bound of their effect.
 
         The first pass shares the DRAM read channel with :class:`_Channel` (transfers
         committed in simulation order). Later passes replay the program with each transfer's
@@ -388,6 +419,7 @@ class TimingModel:
         if not insns:
             raise TimingError("the instruction stream is empty: a program must end with FINISH")
         static = [self._static(insn) for insn in insns]
+        self._banks = self._bank_sets(insns, dram)
         report, transfers = self._pass(insns, static, None)
         for _ in range(self.PASSES - 1):
             if len(transfers) < 2:
@@ -422,10 +454,24 @@ class TimingModel:
                 else self._tile_load(insn)
         return _kind(insn), pops, pushes, cost
 
+    def _bank_sets(self, insns, dram):
+        """Bank set of every GEMM/ALU instruction (0: no iterations), from the micro-ops the
+        LOAD UOPs ahead of it put in the buffer (compute runs in program order)."""
+        shadow = UopShadow(self.cfg, dram)
+        out = [0] * len(insns)
+        for i, insn in enumerate(insns):
+            if isinstance(insn, (GemmInsn, AluInsn)):
+                out[i] = bank_set(self.cfg, insn, shadow)
+            elif (insn.opcode is Opcode.LOAD and insn.memory_type is MemType.UOP
+                  and insn.x_size and insn.y_size):
+                shadow.load(insn)
+        return out
+
     def _pass(self, insns, static, delays):
         """One run of the event model: (report, read transfers as (index, arrival, beats))."""
         cfg, k, lat = self.cfg, self.k, self.dram_latency
         n = len(insns)
+        banks_of = self._banks
         transfers = []
         targets = [_route(i) for i in insns]
         qpos = [0] * n
@@ -512,7 +558,7 @@ class TimingModel:
         pos = dict.fromkeys(MODULES, 0)
         free = dict.fromkeys(MODULES, 0)
         covered = dict.fromkeys(MODULES, 0)  # busy cycles counted up to here
-        comp = {"lg_free": 0, "quiet": 0, "pending_take": 0}
+        lanes = ComputeLanes(k)
         finish_cycle = None
 
         def token_ready(q, t):
@@ -530,19 +576,30 @@ class TimingModel:
             i = per_module[mod][p]
             if dispatch[i] is None:
                 return None
-            insn = insns[i]
             t = max(free[mod], dispatch[i] + k.queue_latency)
             if mod == _COMPUTE:
-                if isinstance(insn, (GemmInsn, AluInsn)):
-                    t = max(t, comp["pending_take"])
-                elif insn.opcode is Opcode.FINISH or (
-                        insn.opcode is Opcode.LOAD and insn.x_size and insn.y_size):
-                    t = max(t, comp["quiet"])
+                t = compute_gate(i, t)[1]
             for q in static[i][1]:
                 t = token_ready(q, t)
                 if t is None:
                     return None
             return t
+
+        def compute_gate(i, t_avail):
+            """(scanner timing, earliest dispatch before tokens) of compute instruction
+            ``i``."""
+            insn = insns[i]
+            is_loop = isinstance(insn, (GemmInsn, AluInsn))
+            scan_uops = max(0, insn.uop_end - insn.uop_bgn) if is_loop else 0
+            scan = lanes.scan(t_avail, scan_uops)
+            lane = banks = None
+            if is_loop and banks_of[i]:
+                lane, banks = lane_of(insn), banks_of[i]
+            sync_only = isinstance(insn, MemInsn) and (insn.x_size == 0 or insn.y_size == 0)
+            needs_quiet = insn.opcode is Opcode.LOAD and not sync_only
+            d = lanes.earliest(insn, lane, banks or 0, scan[2], bool(static[i][2]), needs_quiet,
+                               insn.opcode is Opcode.FINISH)
+            return scan, d
 
         def execute(mod):
             nonlocal write_beats, gemm_uops, alu_uops, finish_cycle
@@ -589,17 +646,15 @@ class TimingModel:
                 # --- compute ---------------------------------------------------------------
                 is_loop = isinstance(insn, (GemmInsn, AluInsn))
                 is_load = insn.opcode is Opcode.LOAD and not sync_only
-                d = t_take
-                if is_loop:
-                    d = max(d, comp["pending_take"])
-                if is_load or insn.opcode is Opcode.FINISH:
-                    d = max(d, comp["quiet"])
+                scan, d = compute_gate(i, t_take)
+                t_take = scan[0]
                 d_tok = d
                 for q in pops:
                     d_tok = token_ready(q, d_tok)
                 rec.token_stall += d_tok - d
                 d = d_tok
                 rec.start = d
+                rec.end = d + 1
                 for q in pops:
                     popped[q] += 1
                 if is_loop:
@@ -609,49 +664,41 @@ class TimingModel:
                         gemm_uops += issued
                     else:
                         alu_uops += issued
-                    s = max(d + k.issue_delay, comp["lg_free"])
-                    e = s + u
                     rec.work = u
-                    comp["lg_free"] = e
-                    comp["pending_take"] = max(d + 1, s - 1)
-                    comp["quiet"] = max(comp["quiet"], (e + k.drain) if u else s)
-                    rec.done = e + k.drain - 1 if u else s
-                    if pushes:
-                        t_push = comp["quiet"] + 1
-                        rec.end = t_push + 1
-                    else:
-                        t_push = None
-                        rec.end = d + 1
+                    if banks_of[i]:
+                        lane = lane_of(insn)
+                        rec.issue, _, rec.done = lanes.dispatch_loop(lane, banks_of[i], scan,
+                                                                     d, u)
+                        rec.lane = "GA"[lane]
+                    else:  # no micro-op iterations: a token-only instruction
+                        lanes.dispatch_other(scan, d)
                 elif is_load:
                     beats, lead, span = cost
                     done, stall = read_dma(i, d, beats, lead, span)
                     rec.dma_stall += stall
                     rec.work = beats
-                    t_push = done + k.cload_tail - 2
+                    rec.done = done + k.cload_tail - 2
                     if insn.memory_type is MemType.ACC:
-                        t_push += k.tile_write
-                    rec.end = t_push + 1
-                    comp["quiet"] = max(comp["quiet"], rec.end)
+                        rec.done += k.tile_write
+                    lanes.dispatch_other(scan, d, rec.done, load=True)
+                    if insn.memory_type is MemType.UOP:
+                        lanes.block_scanner(rec.done)
                 elif insn.opcode is Opcode.FINISH:
                     finish_cycle = d
-                    t_push = d + 1
-                    rec.end = d + 1
+                    lanes.dispatch_other(scan, d)
                 else:  # sync-only LOAD, or an unknown instruction reported by the RTL
-                    if pushes:
-                        t_push = max(comp["quiet"], d + 1) + 1
-                        rec.end = t_push + 1
-                    else:
-                        t_push = None
-                        rec.end = d + 1
+                    lanes.dispatch_other(scan, d)
                 if pushes:
+                    t_push = lanes.push(d)
                     for q in pushes:
                         tokens[q].append(t_push)
+                    rec.done = max(rec.done, t_push)
             rec.done = max(rec.done, rec.end)
-            free[mod] = rec.end
-            busy_to = max(rec.end, comp["quiet"]) if mod == _COMPUTE else rec.end
+            free[mod] = scan[0] + scan[1] if mod == _COMPUTE else rec.end
+            busy_to = max(rec.end, lanes.quiet) if mod == _COMPUTE else rec.end
             lo = max(t_take, covered[mod])
             covered[mod] = max(covered[mod], busy_to)
-            take[mod].append(rec.start if mod == _COMPUTE else t_take)
+            take[mod].append(t_take)
             pos[mod] += 1
             records[i] = rec
             st = stats[mod]
@@ -736,13 +783,21 @@ def _share_delays(transfers, window: int) -> dict:
 
 
 def estimate_cycles(cfg, program, *, dram_latency: int = DEFAULT_DRAM_LATENCY,
-                    dram_stall: int = 0, acc_read_ports: int | None = None) -> TimingReport:
+                    dram_stall: int = 0, acc_read_ports: int | None = None,
+                    dram=None) -> TimingReport:
     """Estimate the RTL cycles of ``program`` (bytes or decoded instructions) on ``cfg``.
 
     ``dram_latency`` and ``dram_stall`` describe the memory as ``sim.rtl.RtlJob`` does
     (first-beat latency in cycles; random stall density 0..255 on every AXI channel).
+    ``dram`` is the program's DRAM image (a :class:`~pyvta.sim.dram.Dram`, or ``(bytes,
+    base)``): pass it so the model sees the micro-ops and can overlap the two compute lanes
+    (see :meth:`TimingModel.estimate`).
     Returns a :class:`TimingReport`: total cycles, one :class:`InsnTiming` per instruction
     executed up to FINISH, and per-module busy/stall totals.
     """
+    if isinstance(dram, tuple):
+        from .dram import Dram
+        data, base = dram
+        dram = Dram(base=base, data=data)
     return TimingModel(cfg, dram_latency=dram_latency, dram_stall=dram_stall,
-                       acc_read_ports=acc_read_ports).estimate(program)
+                       acc_read_ports=acc_read_ports).estimate(program, dram)

@@ -208,20 +208,18 @@ def test_virtual_threads():
     i_addr = b.put(MemType.INP, inp)
     w_addr = b.put(MemType.WGT, wgt)
     o_addr = b.reserve(MemType.OUT, T * tiles)
-    gk = b.uop_kernel([(e, e, 0) for e in range(tiles)])
-    g = b.load_uops(gk)
+    # One micro-op kernel per tile slot h: slot h uses INP, ACC and OUT [h, h + tiles), so
+    # the only reuse across tiles is slot h of tile t+2, ordered by the tokens.
+    g = [b.load_uops(b.uop_kernel([(h + e, h + e, 0) for e in range(tiles)]), h)
+         for h in (0, tiles)]
     b.load(MemType.WGT, 0, w_addr, 1, 1)
     for t in range(T):
         h = (t % 2) * tiles
         b.load(MemType.INP, h, i_addr + t * tiles, 1, tiles, pop_next_dep=t >= 2,
                push_next_dep=True)
-        b.gemm(g, dst=(h, 0), reset=True, iter_out=1, pop_prev_dep=True, pop_next_dep=t >= 2)
-        b.gemm(g, dst=(h, 0), src=(h, 0), iter_out=1, push_prev_dep=t + 2 < T)
-        b.insns[-1] = b.insns[-1].__class__(**{**b.insns[-1].__dict__, "dst_factor_out": h,
-                                               "src_factor_out": h})
-        b.alu(AluOp.SHR, g, imm=6, dst=(h, 0), src=(h, 0))
-        b.insns[-1] = b.insns[-1].__class__(**{**b.insns[-1].__dict__, "dst_factor_out": h,
-                                               "push_next_dep": True})
+        b.gemm(g[t % 2], reset=True, pop_prev_dep=True, pop_next_dep=t >= 2)
+        b.gemm(g[t % 2], push_prev_dep=t + 2 < T)
+        b.alu(AluOp.SHR, g[t % 2], imm=6, push_next_dep=True)
         b.store(h, o_addr + t * tiles, 1, tiles, pop_prev_dep=True, push_prev_dep=True)
     b.sync("compute", pop_next_dep=True)
     b.finish(pop_next_dep=True)
@@ -301,9 +299,10 @@ def test_dma_write_error_reported():
     assert _raw_run(b, fail_writes=True).error == CoreError.DMA_WRITE
 
 
-@pytest.mark.parametrize("case", ["no-finish", "deadlock", "empty"])
+@pytest.mark.parametrize("case", ["no-finish", "deadlock", "deadlock-uop-load", "empty"])
 def test_hang_detected(case):
-    """A stream without FINISH, a token deadlock, or insn_count 0 stops with HANG."""
+    """A stream without FINISH, a token deadlock, or insn_count 0 stops with HANG (also when
+    the scanner holds a GEMM back behind a LOAD UOP that waits for a token forever)."""
     from pyvta.hw.core_errors import CoreError
     b = _builder()
     if case == "no-finish":
@@ -312,6 +311,12 @@ def test_hang_detected(case):
         b.sync("compute", pop_next_dep=True)  # the store token is consumed: queues drain
     elif case == "deadlock":
         b.sync("compute", pop_prev_dep=True)  # nobody ever pushes load->compute
+        b.finish()
+    elif case == "deadlock-uop-load":
+        k = b.uop_kernel([(0, 0, 0)])
+        b.alu(AluOp.ADD, b.load_uops(k), imm=1)
+        b.load_uops(k, 1, pop_prev_dep=True)  # never pushed
+        b.alu(AluOp.ADD, (1, 2), imm=1)
         b.finish()
     if case == "empty":
         run = run_core(b.cfg, b.dram, 0, 0)
@@ -367,3 +372,92 @@ def test_misaligned_insn_addr_rejected():
     run = run_core(b.cfg, b.dram, addr, len(prog) // 16)
     assert run.error == CoreError.BAD_ADDR | CoreError.HANG
     assert run.counters["fetch_insns"] == 0
+
+
+# --- the compute module's scanner and lanes ---------------------------------------------------
+
+def _scan(cfg, uops, insns):
+    """Run instructions through a Scanner whose micro-op buffer holds ``uops``; return
+    ``(banks, cycle_out - cycle_in)`` per instruction (one instruction at a time)."""
+    from amaranth import Elaboratable, Module
+    from amaranth.lib.memory import Memory
+    from amaranth.sim import Simulator
+    from pyvta.hw.isa import encode, encode_uops
+    from pyvta.hw.scanner import Scanner
+
+    words = np.frombuffer(encode_uops(uops, cfg), "<u4").tolist()
+
+    class Top(Elaboratable):
+        def __init__(self):
+            self.scan = Scanner(cfg)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.scan = self.scan
+            m.submodules.mem = mem = Memory(shape=32, depth=cfg.uop_depth, init=words)
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(self.scan.uop_rd.addr), rp.en.eq(self.scan.uop_rd.en),
+                         self.scan.uop_rd.data.eq(rp.data)]
+            return m
+
+    top = Top()
+    scan = top.scan
+    got = []
+
+    async def bench(ctx):
+        for insn in insns:
+            ctx.set(scan.cmd.payload, int.from_bytes(encode(insn, cfg), "little"))
+            ctx.set(scan.cmd.valid, 1)
+            await ctx.tick()
+            ctx.set(scan.cmd.valid, 0)
+            for cycle in range(1, 100):
+                if ctx.get(scan.out.valid):
+                    got.append((ctx.get(scan.out.payload.banks), cycle))
+                    ctx.set(scan.out.ready, 1)
+                    await ctx.tick()
+                    ctx.set(scan.out.ready, 0)
+                    break
+                await ctx.tick()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+def test_scanner_bank_sets_and_latency():
+    """Bank sets {bank(lo) .. bank(hi)} of dst (and src of tensor ALU), both banks past the
+    end, none for empty loops and non-loop instructions; ready n + 3 cycles after acceptance
+    (the first cycle counted is the one after the command was accepted)."""
+    from pyvta.hw.isa import AluInsn, FinishInsn, GemmInsn, Uop
+    cfg = TINY
+    half = cfg.acc_depth // 2
+    uops = [Uop(3, 0, 0), Uop(10, 0, 0), Uop(5, 2, 0),                     # 0..2
+            Uop(half - 30, 0, 0), Uop(half - 20, 0, 0),                    # 3..4
+            Uop(half + 2, 5, 0), Uop(half + 12, 6, 0),                     # 5..6
+            Uop(cfg.acc_depth - 6, 0, 0)]                                  # 7
+    cases = [
+        (GemmInsn(uop_bgn=0, uop_end=3, iter_out=4, iter_in=2, dst_factor_out=20,
+                  dst_factor_in=1), 1, 3),      # hi = 10 + 60 + 1 = 71
+        (GemmInsn(uop_bgn=3, uop_end=5, iter_out=2, dst_factor_out=30), 3, 2),  # crosses
+        (GemmInsn(uop_bgn=5, uop_end=7, reset_reg=True), 2, 2),
+        (AluInsn(uop_bgn=5, uop_end=7, use_imm=False), 3, 2),  # src 5, 6: bank 0 too
+        (AluInsn(uop_bgn=5, uop_end=7, use_imm=True, imm=1), 2, 2),
+        (AluInsn(uop_bgn=5, uop_end=7, iter_in=3, src_factor_in=half, use_imm=False),
+         3, 2),
+        (GemmInsn(uop_bgn=7, uop_end=8, iter_out=2, dst_factor_out=10), 3, 1),  # past D
+        (GemmInsn(uop_bgn=0, uop_end=3, iter_out=0), 0, 1),     # no iterations
+        (GemmInsn(uop_bgn=3, uop_end=3), 0, 1),                  # no micro-ops
+        (FinishInsn(), 0, 1),
+    ]
+    got = _scan(cfg, uops, [c[0] for c in cases])
+    assert len(got) == len(cases)
+    for (insn, banks, n), (g_banks, g_lat) in zip(cases, got):
+        assert (g_banks, g_lat) == (banks, n + 3), f"{insn}: got {g_banks}, {g_lat}"
+
+
+def test_lane_rejects_bad_kind():
+    from pyvta.hw.lanes import Lane
+    with pytest.raises(ValueError, match="kind must be 'gemm' or 'alu'"):
+        Lane(TINY, "vector", 1)

@@ -185,7 +185,8 @@ def test_rtl_default_config_verilator():
 
 def test_rtl_icarus_subset():
     """The same harness under Icarus (conformance padded-load, ALU and GEMM programs, and
-    small random ones under random DRAM timing), from reset with no warm-up program: DRAM, the ERROR register and the micro-op counters are
+    small random ones under random DRAM timing, and a two-lane program), from reset with no
+    warm-up program: DRAM, the ERROR register and the micro-op counters are
     checked as under Verilator, and every register (cycle count and stall counters included)
     must equal Verilator's, since both simulate the same RTL and DRAM model.
 
@@ -198,6 +199,12 @@ def test_rtl_icarus_subset():
              "relu_clip", "gemm_shr_max_min_2thread"]
     cases = [Case(n, cfg, suite[n].encode(), suite[n].dram, latency=4 * i, stall=50 * i,
                   seed=i + 1) for i, n in enumerate(names)]
+    # The two compute lanes: overlap across banks, and pushes deferred past busy lanes.
+    cases.append(lanes_case(cfg, np.random.default_rng(3), "lanes", alu_base=cfg.acc_depth // 2,
+                            alu_rows=16, gemm_rows=16, extra=_deferred_pushes, latency=2,
+                            stall=40, seed=7))
+    cases += [lanes_mix_case(cfg, 700 + i, n_insns=12, latency=3 * i, stall=70 * i, seed=i + 9)
+              for i in range(3)]
     # A few small random programs too (Icarus runs ~5,000 cycles/s).
     for seed in range(5150, 5158):
         r, rng = random.Random(seed), np.random.default_rng(seed)
@@ -365,3 +372,176 @@ def test_rtl_128bit_bus_verilator():
              alu_case(cfg, rng, [(AluOp.ADD, "tensor"), (AluOp.SHR, 2)], latency=5, stall=150,
                       seed=9)]
     run_and_check(cfg, "verilator", cases)
+
+
+# --- two execution lanes (docs/hardware.md, "Compute module") -------------------------------
+
+def lanes_case(cfg, rng, name, alu_base, gemm_base=0, gemm_rows=32, alu_rows=48,
+               alu_passes=4, extra=None, **timing):
+    """A long GEMM into ACC ``[gemm_base, +gemm_rows)`` and ALU passes over ACC
+    ``[alu_base, +alu_rows)`` (loaded from DRAM), then both regions stored.
+
+    With the two regions in different ACC banks the ALU passes run in lane A while lane G runs
+    the GEMM; in the same bank they serialise. ``extra(b)`` may add instructions before the
+    stores (they must leave one compute->store token per store pushed, see below)."""
+    from pyvta.compiler.builder import ProgramBuilder
+    lanes = cfg.batch * cfg.block_out
+    b = ProgramBuilder(cfg, Dram(1 << 18))
+    ni, nw = 16, 8
+    inp = rng.integers(-128, 128, (ni, cfg.batch, cfg.block_in), dtype=np.int8)
+    wgt = rng.integers(-128, 128, (nw, cfg.block_out, cfg.block_in), dtype=np.int8)
+    acc = rng.integers(-5000, 5000, (alu_rows, lanes), dtype=np.int32)
+    i_addr, w_addr = b.put(MemType.INP, inp), b.put(MemType.WGT, wgt)
+    a_addr = b.put(MemType.ACC, acc)
+    g_out = b.reserve(MemType.OUT, gemm_rows)
+    a_out = b.reserve(MemType.OUT, alu_rows)
+    gk = b.uop_kernel([(gemm_base + j, j % ni, (j * 3) % nw) for j in range(gemm_rows)])
+    ak = b.uop_kernel([(alu_base + j, alu_base + (j + 1) % alu_rows, 0)
+                       for j in range(alu_rows)])
+    g = b.load_uops(gk, 0)
+    a = b.load_uops(ak, gemm_rows)
+    b.load(MemType.ACC, alu_base, a_addr, 1, alu_rows)
+    b.load(MemType.INP, 0, i_addr, 1, ni)
+    b.load(MemType.WGT, 0, w_addr, 1, nw, push_next_dep=True)
+    b.gemm(g, reset=True)
+    b.gemm(g, iter_out=6, pop_prev_dep=True)
+    ops = [(AluOp.ADD, 3), (AluOp.MAX, None), (AluOp.SHR, 1), (AluOp.MUL, -3),
+           (AluOp.MIN, None), (AluOp.ADD, -7)]
+    for p in range(alu_passes):
+        op, imm = ops[p % len(ops)]
+        b.alu(op, a, imm=imm)
+    n_tokens = 0
+    if extra is not None:
+        n_tokens = extra(b)
+    b.sync("compute", push_next_dep=True)
+    b.store(gemm_base, g_out, 1, gemm_rows, pop_prev_dep=True)
+    for _ in range(n_tokens):
+        b.sync("store", pop_prev_dep=True)
+    b.store(alu_base, a_out, 1, alu_rows, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    eb = cfg.out_elem_bytes
+    written = [(g_out * eb, gemm_rows * eb), (a_out * eb, alu_rows * eb)]
+    return Case(name, cfg, b.encode(), b.dram, written, **timing)
+
+
+def _deferred_pushes(b):
+    """Token-only syncs and empty GEMMs that push while lane G still runs the GEMM: each push
+    may only fire once everything before it is done; more pushes than the pending-push FIFO
+    holds (dispatch waits for room)."""
+    for i in range(6):
+        if i % 2:
+            b.sync("compute", push_next_dep=True)
+        else:
+            b.gemm((0, 0), push_next_dep=True)  # no micro-ops: token-only
+    return 6
+
+
+def test_rtl_lanes_overlap_verilator():
+    """ALU passes on ACC bank 1 overlap a GEMM on bank 0 (fewer cycles than the same work in
+    one bank); instructions spanning both banks; deferred pushes. All exact against fsim."""
+    cfg = load_config("tiny")
+    half = cfg.acc_depth // 2
+    rng = np.random.default_rng(12)
+    par = lanes_case(cfg, rng, "lanes: ALU bank 1 || GEMM bank 0", alu_base=half + 8)
+    ser = lanes_case(cfg, np.random.default_rng(12), "lanes: ALU and GEMM in bank 0",
+                     alu_base=64)
+    span = lanes_case(cfg, rng, "lanes: ALU spans both banks", alu_base=half - 20,
+                      gemm_base=half - 10, latency=5, stall=60, seed=4)
+    rev = lanes_case(cfg, rng, "lanes: GEMM bank 1, ALU bank 0", alu_base=0,
+                     gemm_base=half + 40, alu_passes=6, latency=9, stall=120, seed=5)
+    dfr = lanes_case(cfg, rng, "lanes: deferred pushes", alu_base=half, alu_rows=8,
+                     alu_passes=1, extra=_deferred_pushes, latency=3, stall=30, seed=6)
+    res = run_and_check(cfg, "verilator", [par, ser, span, rev, dfr])
+    alu_cycles = 4 * 48 * 1  # ALU micro-op slots of the four passes (two with two slots)
+    assert res[0].cycles + alu_cycles // 2 < res[1].cycles, \
+        f"no overlap: {res[0].cycles} cycles in two banks vs {res[1].cycles} in one"
+
+
+def lanes_mix_case(cfg, prog_seed, n_insns=24, **timing):
+    """A random mix of GEMM, reset and ALU instructions over both ACC banks (most inside one
+    bank, some spanning both) with no tokens between them: the lanes may reorder only
+    instructions on disjoint banks, so the result must equal sequential execution."""
+    from pyvta.compiler.builder import ProgramBuilder
+    rng = np.random.default_rng(prog_seed)
+    D, half = cfg.acc_depth, cfg.acc_depth // 2
+    lanes = cfg.batch * cfg.block_out
+    ni, nw = 32, min(16, cfg.wgt_depth)
+    b = ProgramBuilder(cfg, Dram(1 << 18))
+    inp = rng.integers(-128, 128, (ni, cfg.batch, cfg.block_in), dtype=np.int8)
+    wgt = rng.integers(-128, 128, (nw, cfg.block_out, cfg.block_in), dtype=np.int8)
+    acc = rng.integers(-3000, 3000, (D, lanes)).astype(np.int32)
+    i_addr, w_addr, a_addr = (b.put(MemType.INP, inp), b.put(MemType.WGT, wgt),
+                              b.put(MemType.ACC, acc))
+    out = b.reserve(MemType.OUT, D)
+    uops, insns = [], []
+    for _ in range(n_insns):
+        kind = rng.choice(["gemm", "reset", "alu", "alu"])
+        nu = int(rng.integers(1, 5))
+        io, ii = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        fo, fi = int(rng.integers(0, 9)), int(rng.integers(0, 3))
+        span = (io - 1) * fo + (ii - 1) * fi
+        width = nu + 8
+        if rng.random() < 0.8:          # inside one bank
+            lo = int(rng.integers(0, 2)) * half
+            base = lo + int(rng.integers(0, half - span - width))
+        else:                            # anywhere, usually across the middle
+            base = int(rng.integers(half - 40, half + 10))
+        dsts = [base + int(rng.integers(0, width)) for _ in range(nu)]
+        if kind == "alu":
+            tensor = rng.random() < 0.5
+            # src in the same bank as dst, or (sometimes) in the other one
+            sbase = base if rng.random() < 0.7 else (base + half) % (D - span - width)
+            srcs = [sbase + int(rng.integers(0, width)) for _ in range(nu)]
+            u = [(d, s, 0) for d, s in zip(dsts, srcs)]
+        else:
+            u = [(d, int(rng.integers(0, ni - 8)), int(rng.integers(0, nw - 4))) for d in dsts]
+        bgn = len(uops)
+        uops += u
+        insns.append((kind, (bgn, len(uops)), io, ii, fo, fi,
+                      tensor if kind == "alu" else False))
+    zero = len(uops)
+    uops.append((0, 0, 0))
+    k = b.uop_kernel(uops)
+    b.load_uops(k, 0)
+    b.load(MemType.ACC, 0, a_addr, 1, D)
+    # Write every OUT element once (OUT SRAM contents survive from earlier programs of the
+    # session, fsim starts from zeros): an ALU pass over both banks.
+    b.alu(AluOp.ADD, (zero, zero + 1), iter_out=D, dst=(1, 0), imm=0)
+    b.load(MemType.INP, 0, i_addr, 1, ni)
+    b.load(MemType.WGT, 0, w_addr, 1, nw, push_next_dep=True)
+    first_gemm = True
+    ops = [AluOp.MIN, AluOp.MAX, AluOp.ADD, AluOp.SHR, AluOp.MUL]
+    for kind, rng_u, io, ii, fo, fi, tensor in insns:
+        loop = dict(iter_out=io, iter_in=ii, dst=(fo, fi))
+        if kind == "alu":
+            op = ops[int(rng.integers(0, len(ops)))]
+            imm = None if tensor else int(rng.integers(-40, 40))
+            if op is AluOp.MUL and imm is None:
+                op = AluOp.ADD  # keep products of products from growing without bound
+            b.alu(op, rng_u, src=(fo, fi), imm=imm, **loop)
+        else:
+            pop = kind == "gemm" and first_gemm
+            first_gemm &= not pop
+            b.gemm(rng_u, src=(1, 2), wgt=(1, 0), reset=kind == "reset",
+                   pop_prev_dep=pop, **loop)
+    if first_gemm:
+        b.sync("compute", pop_prev_dep=True)
+    b.sync("compute", push_next_dep=True)
+    b.store(0, out, 1, D, pop_prev_dep=True, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    written = [(out * cfg.out_elem_bytes, D * cfg.out_elem_bytes)]
+    return Case(f"lanes mix [program seed {prog_seed}]", cfg, b.encode(), b.dram, written, **timing)
+
+
+def test_rtl_lanes_random_mix_verilator():
+    """Random GEMM/reset/ALU mixes over both banks under random DRAM timing, on tiny (two ACC
+    read ports per bank) and on pynq-z1 (one: tensor ALU micro-ops take two slots)."""
+    for preset, count in (("tiny", 40), ("pynq-z1", 6)):
+        cfg = load_config(preset)
+        cases = []
+        for seed in range(count):
+            r = random.Random(seed)
+            cases.append(lanes_mix_case(cfg, 900 + seed, n_insns=r.choice([8, 24, 48]),
+                                        latency=r.choice([0, 5, 30]),
+                                        stall=r.choice([0, 60, 200]), seed=seed + 1))
+        run_and_check(cfg, "verilator", cases)

@@ -65,7 +65,8 @@ def test_model_within_5_percent_of_rtl():
     long_ones = 0
     for job, res in zip(jobs, results):
         assert not res.timeout and res.error == 0, job.name
-        est = estimate_cycles(cfg, job.insn, dram_latency=job.latency, dram_stall=job.stall)
+        est = estimate_cycles(cfg, job.insn, dram_latency=job.latency, dram_stall=job.stall,
+                              dram=(job.dram, job.dram_base))
         err = est.cycles / res.cycles - 1
         ctx = (f"{job.name} (latency {job.latency}, stall {job.stall}): model {est.cycles}, "
                f"RTL {res.cycles} cycles, error {err:+.1%}")
@@ -190,3 +191,88 @@ def test_cli_fsim_prints_estimated_cycles(capsys, tmp_path):
     assert code in (0, None)
     want = estimate_cycles(cfg, p.encode()).cycles
     assert f"; {want} cycles (estimated);" in out
+
+
+# --- the two compute lanes (sim/lanes.py) --------------------------------------------------------
+
+def _lane_program(cfg, alu_dst, *, push_on_gemm=False):
+    """A long GEMM on ACC bank 0, then an ALU pass on ``alu_dst`` (bank 0 or 1)."""
+    b = ProgramBuilder(cfg, Dram(1 << 20))
+    g = b.load_uops(b.uop_kernel([(u, u % 8, u % 4) for u in range(8)]))
+    a = b.load_uops(b.uop_kernel([(alu_dst, 0, 0)]), sram=8)
+    b.gemm(g, iter_out=500, push_next_dep=push_on_gemm)
+    b.alu(AluOp.ADD, a, iter_out=100, dst=(1, 0), imm=1, push_next_dep=not push_on_gemm)
+    out = b.reserve(MemType.OUT, 16)
+    b.store(0, out, 1, 16, pop_prev_dep=True, push_prev_dep=True)
+    b.finish(pop_next_dep=True)
+    return b
+
+
+def test_bank_sets_follow_the_micro_ops():
+    from pyvta.sim.lanes import BOTH_BANKS, UopShadow, bank_set
+    cfg = load_config("tiny")
+    half = cfg.acc_depth // 2
+    b = ProgramBuilder(cfg, Dram(1 << 16))
+    k = b.uop_kernel([(3, 0, 0), (half - 5, 0, 0), (half + 1, 7, 0)])
+    b.load_uops(k)
+    shadow = UopShadow(cfg, b.dram)
+    shadow.load(b.insns[-1])
+    b.gemm((0, 1), iter_out=4, dst=(1, 0))            # 3 .. 6: bank 0
+    b.gemm((1, 2), iter_out=5, dst=(1, 0))            # half-5 .. half-1: bank 0
+    b.gemm((1, 2), iter_out=6, dst=(1, 0))            # reaches half: both
+    b.gemm((2, 3), iter_out=2, iter_in=3, dst=(4, 1))  # half+1 .. half+7: bank 1
+    b.alu(AluOp.ADD, (0, 1), src=(half, 0), iter_out=2)  # src 0 + half: banks 0 and 1
+    b.alu(AluOp.ADD, (0, 1), src=(half, 0), iter_out=2, imm=1)  # immediate: src ignored
+    b.gemm((2, 3), iter_out=1, dst=(half, 0), iter_in=2)  # one outer iteration: factor unused
+    b.gemm((2, 3), iter_out=2, dst=(half, 0))          # half+1+half >= D: both
+    b.gemm((1, 1), iter_out=3)                         # no micro-ops: empty
+    got = [bank_set(cfg, i, shadow) for i in b.insns[1:]]
+    assert got == [0b01, 0b01, BOTH_BANKS, 0b10, 0b11, 0b01, 0b10, BOTH_BANKS, 0]
+    # Unknown micro-ops (no DRAM image): both banks.
+    assert bank_set(cfg, b.insns[1], UopShadow(cfg)) == BOTH_BANKS
+    assert bank_set(cfg, b.insns[1], None) == BOTH_BANKS
+
+
+def test_lanes_overlap_only_on_disjoint_banks():
+    cfg = load_config("tiny")
+    half = cfg.acc_depth // 2
+    same = _lane_program(cfg, 20)
+    other = _lane_program(cfg, half + 20)
+    t_same = estimate_cycles(cfg, same.encode(), dram=same.dram)
+    t_other = estimate_cycles(cfg, other.encode(), dram=other.dram)
+    # 4000 GEMM issue cycles, then (same bank) 100 ALU cycles after the GEMM's last write.
+    assert t_same.cycles - t_other.cycles == pytest.approx(100 + 7, abs=3)
+    alu_same = next(r for r in t_same.insns if r.kind == "ALU.ADD")
+    alu_other = next(r for r in t_other.insns if r.kind == "ALU.ADD")
+    gemm = next(r for r in t_other.insns if r.kind == "GEMM")
+    assert (gemm.lane, alu_other.lane) == ("G", "A")
+    assert alu_other.issue < gemm.issue + gemm.work        # ran during the GEMM
+    assert alu_same.issue > gemm.issue + gemm.work         # waited for its last write
+    # Without the DRAM image the model cannot see the banks: no overlap.
+    assert estimate_cycles(cfg, other.encode()).cycles == t_same.cycles
+
+
+def test_deferred_push_waits_for_everything_before_it():
+    """A token pushed by the ALU pass (other bank) fires only once the GEMM dispatched
+    before it has completed too, so the STORE starts after both."""
+    cfg = load_config("tiny")
+    half = cfg.acc_depth // 2
+    p = _lane_program(cfg, half + 20)
+    rep = estimate_cycles(cfg, p.encode(), dram=p.dram)
+    gemm = next(r for r in rep.insns if r.kind == "GEMM")
+    alu = next(r for r in rep.insns if r.kind == "ALU.ADD")
+    store = next(r for r in rep.insns if r.kind == "STORE.OUT")
+    assert alu.done >= gemm.done and store.start + store.token_stall > gemm.done
+
+
+def test_gemm_program_hides_the_alu_epilogue():
+    """With two threads the ALU passes run in lane A during the next tile's GEMMs: the
+    estimate is close to the GEMM work alone (one thread: in series)."""
+    cfg = load_config("tiny")
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (256, 64), dtype=np.int8)
+    w = rng.integers(-128, 128, (32, 64), dtype=np.int8)
+    progs = {t: gemm_program(cfg, a, w, shift=6, clip=(0, 127), threads=t) for t in (1, 2)}
+    cyc = {t: estimate_cycles(cfg, p.encode(), dram=p.dram).cycles for t, p in progs.items()}
+    gemm_work = 256 * (32 // cfg.block_out) * (64 // cfg.block_in)
+    assert cyc[2] < 1.15 * gemm_work < cyc[1]

@@ -31,6 +31,8 @@ from .requant import bias_block_digits, bias_input_element, reinit_passes, requa
 __all__ = ["ConvGeom", "ConvPlan", "plan_conv", "lower_conv", "gemm_kernel"]
 
 MAX_PAD = 15  # LOAD pad fields are 4 bits
+#: Tilings tried on the two-lane model when the ALU lane is about as busy as the GEMM lane.
+LANE_TRIALS = 6
 
 
 @dataclass
@@ -189,8 +191,12 @@ def _variants(total, tile):
 
 
 def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv",
-              acc_half: int | None = None, gemm_bias: bool = False) -> ConvPlan:
-    """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits.
+              acc_half: int | None = None, gemm_bias: bool = False, keep: int = 1,
+              short_steps: bool = False):
+    """Choose the tiling with the lowest analytical cost (``compiler/cost.py``) that fits
+    (with ``keep > 1``: up to ``keep`` cheapest with distinct ``(tob, tcb, tkh)``).
+    ``short_steps`` also tries reduction steps of half the size that fits (shorter GEMM
+    instructions: for convolutions whose ALU lane is about as busy as the GEMM lane).
 
     ``n_params`` per-channel vectors are loaded with every tile, unless ``acc_half`` is given:
     then they stay resident above the two ACC halves of that size for the whole operator.
@@ -203,7 +209,7 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
         n_params = 0
     kk = g.kh * g.kw
     ob_total = len(cb0)
-    best = None
+    best, cands = None, []
     tob_cands = [t for t in range(1, ob_total + 1) if _ob_tiles(cb0, ncb, t) is not None]
     ncb_max = max(ncb)
     for tob in tob_cands:
@@ -221,7 +227,11 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                 tcb_fit = min(ncb_max, wgt_room // (tob * kk),
                               em_half["inp"] // (r * cw) - (tob - 1) * delta)
                 if tcb_fit >= 1:
-                    steps = [(ceil_div(ncb_max, ceil_div(ncb_max, tcb_fit)), g.kh)]
+                    # Also half-size steps: shorter GEMM instructions interleave better with
+                    # the other slot's epilogue when the ALU lane is the busier one.
+                    halves = {ceil_div(tcb_fit, 2)} if short_steps else set()
+                    steps = sorted({(ceil_div(ncb_max, ceil_div(ncb_max, t)), g.kh)
+                                    for t in {tcb_fit} | halves}, reverse=True)
                 else:
                     # One block's window is too big: split the kernel rows instead.
                     steps = [(1, k) for k in range(g.kh - 1, 0, -1)
@@ -244,14 +254,40 @@ def plan_conv(cfg, g: ConvGeom, cb0, ncb, n_params: int, n_alu: int, name="conv"
                         continue
                     cost = conv_tile_cost(cfg, g, ncb, th, tw, tob, tcb, delta, n_params,
                                           n_alu, tkh)
+                    cands.append(ConvPlan(th, tw, tob, tcb, cost, tkh))
                     if best is None or cost < best.cost:
-                        best = ConvPlan(th, tw, tob, tcb, cost, tkh)
+                        best = cands[-1]
     if best is None:
         raise LoweringError(
             f"{name}: no tiling of this convolution ({g.c}->{g.o} channels, {g.h}x{g.w} input, "
             f"{g.kh}x{g.kw} kernel) fits the buffers of configuration {cfg.fingerprint} "
             f"(INP {cfg.inp_depth}, WGT {cfg.wgt_depth}, ACC {cfg.acc_depth}, "
             f"UOP {cfg.uop_depth} elements)")
+    if keep > 1:  # the cheapest of each (tob, tcb, tkh): shapes that overlap differently
+        firsts = {}
+        for c in sorted(cands, key=lambda c: c.cost):
+            firsts.setdefault((c.tob, c.tcb, c.tkh), c)
+        return list(firsts.values())[:keep]
+    return best
+
+
+def _best_by_lanes(em: Emitter, qop, in_shape, in_addr, out_addr, name, cands) -> ConvPlan:
+    """The candidate tiling whose program is fastest on ``compiler/cost``'s two-lane model
+    (each lowered alone into a scratch emitter). Used where the ALU and GEMM lanes are close to
+    balanced, so the closed-form tile cost cannot see which tile shapes overlap best."""
+    from ..cost import simulate
+    from .banks import bank_sets
+    best, best_t = cands[0], None
+    for c in cands:
+        trial = Emitter(em.cfg)
+        try:
+            lower_conv(trial, qop, in_shape, in_addr, out_addr, name, plan=c)
+        except LoweringError:  # e.g. a tile whose window lies in the padding
+            continue
+        t = simulate(em.cfg, trial.insns,
+                     banks=bank_sets(em.cfg, trial.insns, trial.region.segments)).total
+        if best_t is None or t < best_t:
+            best, best_t = c, t
     return best
 
 
@@ -274,6 +310,51 @@ def _param_vectors(cfg, vec: np.ndarray) -> np.ndarray:
     v[:vec.size] = vec
     return np.ascontiguousarray(
         np.broadcast_to(v.reshape(ob, 1, cfg.block_out), (ob, cfg.batch, cfg.block_out)))
+
+
+def _lane_cycles(cfg, qop: QConv2d, g: ConvGeom, gemm_bias: bool) -> int:
+    """ALU-lane cycles per output element of a tile: reset or re-initialisation and the
+    requantization passes (with the bias unless ``gemm_bias``)."""
+    from ..cost import alu_tensor_cycles
+    tensor = alu_tensor_cycles(cfg)
+
+    def cycles(ps):
+        return sum(tensor if v is not None else 1 for _, _, v in ps)
+    bias = None if gemm_bias else qop.bias
+    alu = 1 + cycles(requant_passes(qop.requant, bias, g.o))
+    if not gemm_bias:
+        reinit = reinit_passes(qop.requant, qop.bias, g.o,
+                               (g.c // g.groups) * g.kh * g.kw * 128 * 128)
+        if reinit is not None:
+            alu = min(alu, cycles([reinit[0]] + reinit[1]))
+    return alu
+
+
+def _alu_bias_is_free(cfg, qop: QConv2d, g: ConvGeom, gemm_per_output: int) -> bool:
+    """Whether the bias should be added by the ALU although a GEMM micro-op could add it.
+
+    With two compute lanes a tile's ALU passes run while the other tile's GEMMs do: per
+    output, a GEMM bias costs the GEMM lane one cycle, an ALU bias costs the ALU lane a
+    tensor pass; keep whichever leaves the busier lane less busy (ties: the ALU)."""
+    store = cfg.out_elem_bytes / cfg.axi_bytes / 2  # exposed stores (split, see _epilogue_parts)
+    with_gemm = max(gemm_per_output + 1, _lane_cycles(cfg, qop, g, True) + store)
+    with_alu = max(gemm_per_output, _lane_cycles(cfg, qop, g, False) + store)
+    return with_alu <= with_gemm
+
+
+def _epilogue_parts(tob, th, split: bool) -> list:
+    """Parts ``(ob_lo, ob_hi, row_lo, row_hi)`` of a tile whose epilogue passes and stores are
+    emitted one after the other. With ``split`` the last part is as close to a quarter of the
+    tile as its output blocks or rows allow (:func:`pyvta.compiler.cost.last_part`): the
+    stores of the first part then run during the ALU passes of the last, so the ALU lane waits
+    only for the last part's stores before re-using the bank two tiles later."""
+    from ..cost import last_part
+    how, k = last_part(tob, th)
+    if not split or how is None:
+        return [(0, tob, 0, th)]
+    if how == "ob":
+        return [(0, tob - k, 0, th), (tob - k, tob, 0, th)]
+    return [(0, tob, 0, th - k), (0, tob, th - k, th)]
 
 
 def check_conv(qop: QConv2d, in_shape, name: str):
@@ -324,7 +405,12 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     # With a pre-shift the bias must be added before it: by a GEMM micro-op per output when
     # its digits fit a weight block (1 cycle), else by the ALU (requant.py).
     gemm_bias = bias_block_digits(cfg, qop.bias) if qop.requant.pre_shift else None
+    if gemm_bias is not None and _alu_bias_is_free(cfg, qop, g, max(ncb) * kk):
+        gemm_bias = None
     passes = requant_passes(qop.requant, None if gemm_bias is not None else qop.bias, g.o)
+    # Split a tile's stores when the ALU lane is the busier one (it waits for the stores).
+    split_stores = _lane_cycles(cfg, qop, g, gemm_bias is not None) + \
+        cfg.out_elem_bytes / cfg.axi_bytes > 0.6 * max(ncb) * kk
     vec_passes = [p for p in passes if p[2] is not None]
     # Tiles whose accumulators hold this operator's clipped outputs skip the reset (requant.py).
     reinit = None if gemm_bias is not None else reinit_passes(
@@ -338,22 +424,30 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     for p in vec_passes:
         if not any(v is p[2] for v in vectors):
             vectors.append(p[2])
-    param_addr = [em.const(MemType.ACC, _param_vectors(cfg, v)) for v in vectors]
-    # Per-channel vectors stay in ACC for the whole operator when they are small.
-    resident = len(vectors) * ob_total <= cfg.acc_depth // 4
+    # Per-channel vectors stay in ACC for the whole operator when they are small: one copy at
+    # the top of each ACC bank, so a tile's ALU passes only touch its own bank (lanes).
+    resident = len(vectors) * ob_total <= em.acc_half // 4
     if not resident:
         reinit = None
         vectors = [p[2] for p in passes if p[2] is not None]
-        param_addr = param_addr[:len(vectors)]
-    par_res = cfg.acc_depth - len(vectors) * ob_total
-    acc_half = par_res // 2 if resident else em.acc_half
+    # All vectors in one DRAM block (``[param][ob]``): one LOAD ACC per bank when resident
+    # (a LOAD ACC waits until both compute lanes are idle).
+    params_addr = em.const(MemType.ACC, np.concatenate(
+        [_param_vectors(cfg, v) for v in vectors])) if vectors else 0
+    param_addr = [params_addr + k * ob_total for k in range(len(vectors))]
+    par_off = em.acc_half - len(vectors) * ob_total   # offset of the copy inside a bank
+    acc_half = par_off if resident else em.acc_half   # room for a tile's accumulators
     clipped = np.zeros(cfg.acc_depth, bool)      # holds this operator's clipped outputs
 
     if plan is None:
         from ..cost import alu_tensor_cycles
         alu_cycles = sum(alu_tensor_cycles(cfg) if v is not None else 1 for _, _, v in passes)
-        plan = plan_conv(cfg, g, cb0, ncb, len(vectors), alu_cycles, name,
-                         acc_half if resident else None, gemm_bias is not None)
+        trials = split_stores and em.plan_trials
+        plans = plan_conv(cfg, g, cb0, ncb, len(vectors), alu_cycles, name,
+                          acc_half if resident else None, gemm_bias is not None,
+                          keep=LANE_TRIALS if trials else 1, short_steps=split_stores)
+        plan = _best_by_lanes(em, qop, in_shape, in_addr, out_addr, name, plans) \
+            if trials else plans
     th, tw, tob, tcb = plan.th, plan.tw, plan.tob, plan.tcb
     tkh = plan.tkh or g.kh
     if tkh < g.kh and tcb != 1:
@@ -367,8 +461,9 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
     b = em.b
     first_load_step = True
     if resident:
-        for k, addr in enumerate(param_addr):
-            b.load(MemType.ACC, par_res + k * ob_total, addr, 1, ob_total)
+        for hh in (0, 1) if vectors else ():
+            b.load(MemType.ACC, hh * em.acc_half + par_off, params_addr, 1,
+                   len(vectors) * ob_total)
     for nb in range(nb_total):
         for oh0 in range(0, g.ho, th):
             th_v = min(th, g.ho - oh0)
@@ -382,20 +477,26 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                     tob_v = ob_e - ob_s
                     n_red = ncb[ob_s]
                     h_acc = em.tile()
-                    acc0 = h_acc * acc_half
+                    acc0 = h_acc * em.acc_half          # the tile's ACC bank
                     if resident:
-                        par = [par_res + k * ob_total + ob_s for k in range(len(param_addr))]
+                        par = [acc0 + par_off + k * ob_total + ob_s
+                               for k in range(len(param_addr))]
                     else:
                         par = [acc0 + tob * th * tw + k * tob for k in range(len(param_addr))]
                         for k, addr in enumerate(param_addr):
                             b.load(MemType.ACC, par[k], addr + ob_s, 1, tob_v)
 
-                    def alu_pass(op, imm, vec, acc0=acc0, par=par, tob_v=tob_v, p=p):
+                    def alu_pass(op, imm, vec, part=(0, tob_v, 0, th_v), acc0=acc0, par=par,
+                                 p=p, tw_v=tw_v):
+                        o_lo, o_hi, r_lo, r_hi = part
+                        d0 = acc0 + o_lo * p + r_lo * tw_v
+                        n = (r_hi - r_lo) * tw_v
                         if vec is None:
-                            b.alu(op, em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), imm=imm)
+                            b.alu(op, em.kernel([(d0, 0, 0)]), o_hi - o_lo, n, dst=(p, 1),
+                                  imm=imm)
                         else:
                             k = next(i for i, v in enumerate(vectors) if v is vec)
-                            b.alu(op, em.kernel([(acc0, par[k], 0)]), tob_v, p,
+                            b.alu(op, em.kernel([(d0, par[k] + o_lo, 0)]), o_hi - o_lo, n,
                                   dst=(p, 1), src=(1, 0))
                     region = slice(acc0, acc0 + tob_v * p)
                     if reinit is not None and clipped[region].all():
@@ -404,6 +505,7 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                     else:
                         tile_passes = passes
                         b.gemm(em.kernel([(acc0, 0, 0)]), tob_v, p, dst=(p, 1), reset=True)
+                    em.tile_body()
                     for r0, i0 in [(r0, i0) for r0 in range(0, n_red, tcb)
                                    for i0 in range(0, g.kh, tkh)]:
                         tcb_v, tkh_v = min(tcb, n_red - r0), min(tkh, g.kh - i0)
@@ -461,18 +563,27 @@ def lower_conv(em: Emitter, qop: QConv2d, in_shape, in_addr: int, out_addr: int,
                                                  acc0 + acc_half - 3, shared, rowskip)
                         b.gemm(em.kernel(uops), **loop)
                         em.end_use_step()
-                    for alu in tile_passes:
-                        alu_pass(*alu)
+                    em.tile_epilogue()
+                    parts = _epilogue_parts(tob_v, th_v, split_stores)
+                    for j, part in enumerate(parts):
+                        for alu in tile_passes:
+                            alu_pass(*alu, part=part)
+                        if j < len(parts) - 1:
+                            em.part_stores()
+                        else:
+                            em.end_tile_compute()
+                            em.stores()
+                        o_lo, o_hi, r_lo, r_hi = part
+                        for ol in range(o_lo, o_hi):
+                            ob = ob_s + ol
+                            b.store(acc0 + ol * p + r_lo * tw_v,
+                                    out_addr + ((nb * ob_total + ob) * g.ho + oh0 + r_lo)
+                                    * g.wo + ow0, r_hi - r_lo, tw_v, g.wo)
+                        if j < len(parts) - 1:
+                            em.end_part_stores()
                     clipped[region] = True
                     if tob_v * p < 3:  # scratch micro-ops (gemm_kernel mode C)
                         clipped[acc0 + acc_half - 3:acc0 + acc_half] = False
-                    em.end_tile_compute()
-                    em.stores()
-                    for ol in range(tob_v):
-                        ob = ob_s + ol
-                        b.store(acc0 + ol * p,
-                                out_addr + ((nb * ob_total + ob) * g.ho + oh0) * g.wo + ow0,
-                                th_v, tw_v, g.wo)
                     em.end_stores()
     em.end_op(start, name)
     return plan

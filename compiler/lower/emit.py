@@ -21,6 +21,19 @@ buffer is split into two halves used by alternate *output tiles*. Tokens (1-bit 
   tile ``t - 2`` have drained that ACC/OUT half); its last one pushes compute->store;
 * the stores of tile ``t`` pop compute->store first and push store->compute after the last one.
 
+Two compute lanes (``docs/scheduling.md``)
+------------------------------------------
+Tile slot ``h`` keeps all its ACC use inside bank ``h`` (``[h*D/2, (h+1)*D/2)``). A lowering
+marks the three parts of a tile: its *prologue* (:meth:`tile`: reset / re-initialisation),
+its *body* (:meth:`tile_body`: load steps and GEMMs) and its *epilogue*
+(:meth:`tile_epilogue`: ALU passes), then the stores. The emitter holds tile ``t``'s epilogue
+and stores back and emits them after tile ``t+1``'s prologue, interleaved with ``t+1``'s body
+in proportion to their estimated cycles (each lane keeps work queued), so that the reset of
+``t+1`` runs on the ALU lane during ``t``'s GEMMs and ``t``'s epilogue during ``t+1``'s GEMMs.
+The epilogue's first pass still precedes ``t+1``'s first GEMM. Token flags travel with their
+instructions: every pop still refers to an earlier push. Held-back instructions are flushed at
+barriers and at the end of each operator.
+
 Between operators a *barrier* drains both pipelines (the next operator may read what this one
 stored): compute pops the outstanding store->compute tokens, then pushes one compute->load token
 that the load module pops, with the outstanding ones, before its next load. Every dependency
@@ -38,6 +51,7 @@ from ...hw.config import HwConfig
 from ...hw.isa import MemType, Opcode, Uop, encode_uops
 from ...sim.dram import Dram
 from ..builder import ProgramBuilder
+from ..cost import insn_cycles
 
 __all__ = ["LoweringError", "Region", "Emitter"]
 
@@ -86,6 +100,14 @@ class Emitter:
         self._mark = None
         self._uops: list[Uop] = []
         self._uop_index: dict = {}
+        self._body_mark = self._epi_mark = None
+        self._pending: list | None = None  # held-back epilogue and stores
+        #: Interleave held-back epilogues with the next tile's body (False: emit them whole
+        #: right after the next tile's prologue, the spec's minimal order).
+        self.interleave = True
+        #: Let lowerings compare candidate tilings on the lane model (off for the
+        #: partitioner's capability checks, which only need some tiling to fit).
+        self.plan_trials = True
 
     # --- helpers ---------------------------------------------------------------------------
     @property
@@ -130,9 +152,11 @@ class Emitter:
         return len(self._uops)
 
     def end_op(self, start: int, name: str = "operator"):
-        """Place the kernels registered since :meth:`begin_op` in DRAM and insert one LOAD UOP
-        at instruction index ``start`` (the operator's first instruction: the compute module
-        runs in order, so every GEMM/ALU of the operator sees them)."""
+        """Flush held-back instructions, place the kernels registered since :meth:`begin_op`
+        in DRAM and insert one LOAD UOP at instruction index ``start`` (the operator's first
+        instruction: the compute module runs in order, so every GEMM/ALU of the operator sees
+        them)."""
+        self.flush()
         if not self._uops:
             return
         if len(self._uops) > self.cfg.uop_depth:
@@ -179,9 +203,20 @@ class Emitter:
         self._flag(len(self.insns) - 1, push_prev_dep=True)
 
     def tile(self) -> int:
-        """Begin the compute instructions of an output tile; returns its ACC/OUT half."""
+        """Begin the compute instructions of an output tile (its prologue); returns its
+        ACC/OUT half, which is also the ACC bank all its accumulators must lie in."""
         self._tile_mark = len(self.insns)
+        self._body_mark = self._epi_mark = None
         return self._tile % 2
+
+    def tile_body(self):
+        """End of the tile's prologue (reset / re-initialisation): its load steps and GEMMs
+        follow. The previous tile's held-back epilogue goes right here, interleaved."""
+        self._body_mark = len(self.insns)
+
+    def tile_epilogue(self):
+        """End of the tile's body: its ALU epilogue follows (held back, see the module doc)."""
+        self._epi_mark = len(self.insns)
 
     def end_tile_compute(self):
         first = self._tile_mark
@@ -191,8 +226,21 @@ class Emitter:
             self._flag(first, pop_next_dep=True)
         self._flag(len(self.insns) - 1, push_next_dep=True)
 
+    def part_stores(self):
+        """Begin STOREs of a part of the tile whose epilogue passes are complete (before the
+        rest of the epilogue): the last compute instruction so far pushes compute->store,
+        so these stores start while the ALU still works on the rest of the tile."""
+        self._flag(len(self.insns) - 1, push_next_dep=True)
+        self._part_mark = len(self.insns)
+
+    def end_part_stores(self):
+        first = self._part_mark
+        if first == len(self.insns):
+            self.b.sync("store")
+        self._flag(first, pop_prev_dep=True)
+
     def stores(self):
-        """Begin the STOREs of the current tile."""
+        """Begin the STOREs of the current tile (its last ones)."""
         self._store_mark = len(self.insns)
 
     def end_stores(self):
@@ -202,6 +250,59 @@ class Emitter:
         self._flag(first, pop_prev_dep=True)
         self._flag(len(self.insns) - 1, push_prev_dep=True)
         self._tile += 1
+        self._reorder()
+
+    # --- lane scheduling ---------------------------------------------------------------------
+    def _reorder(self):
+        """After a tile's stores: place the previous tile's held-back part into this tile's
+        body, and hold this tile's epilogue + stores back."""
+        ins = self.insns
+        body, epi = self._body_mark, self._epi_mark
+        marked = body is not None and epi is not None and epi < self._store_mark
+        if not marked:
+            if self._pending is not None:  # an unmarked tile: emit the held part before it
+                ins[self._tile_mark:self._tile_mark] = self._pending
+                self._pending = None
+            return
+        tail = ins[body:]
+        del ins[body:]
+        cut = epi - body
+        body_part, held = tail[:cut], tail[cut:]
+        if self._pending is not None:
+            ins.extend(self._merge(self._pending, body_part))
+        else:
+            ins.extend(body_part)
+        self._pending = held
+        self._body_mark = self._epi_mark = None
+
+    def _merge(self, held: list, body: list) -> list:
+        """``held`` (a tile's epilogue with its stores) interleaved with ``body``: each compute
+        instruction goes where it would start if both lanes ran their own instructions back
+        to back from the same moment (the epilogue first on ties); loads and stores stay as
+        early as their own sequence has them."""
+        if not self.interleave:
+            return held + body
+        cfg = self.cfg
+        out, i, t_alu, t_gemm = [], 0, 0, 0
+
+        def compute(x):
+            return x.opcode in (Opcode.GEMM, Opcode.ALU)
+        for x in body:
+            if compute(x):
+                while i < len(held) and (not compute(held[i]) or t_alu <= t_gemm):
+                    out.append(held[i])
+                    if compute(held[i]):
+                        t_alu += insn_cycles(cfg, held[i])
+                    i += 1
+                t_gemm += insn_cycles(cfg, x)
+            out.append(x)
+        return out + held[i:]
+
+    def flush(self):
+        """Emit the held-back epilogue and stores (end of an operator, barriers)."""
+        if self._pending is not None:
+            self.insns.extend(self._pending)
+            self._pending = None
 
     def barrier(self, defer: bool = True):
         """Drain both pipelines: later loads see every earlier store (see the module doc).
@@ -209,6 +310,7 @@ class Emitter:
         With ``defer`` the load module pops the barrier token only at the next operator's
         first INP load, so that operator's first weights load while the last stores drain.
         """
+        self.flush()
         pending_s2c = min(self._tile, 2)
         pending_c2l = min(self._step, 2)
         for _ in range(max(pending_s2c - 1, 0)):

@@ -13,6 +13,7 @@ from ..cost import simulate
 from ..layout import ceil_div
 from .conv import lower_conv
 from .eltwise import lower_add
+from .banks import bank_sets
 from .emit import Emitter, LoweringError
 from .pool import lower_maxpool
 from .program import AccelOp, AccelProgram, TensorPlacement
@@ -111,6 +112,7 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
         raise LoweringError("a partition needs at least one operator")
     _check(ops, inputs, outputs, shapes)
     em = Emitter(cfg)
+    em.plan_trials = estimate
     eb = cfg.inp_elem_bytes
     shape_of = {n: tuple(shapes[n]) for n in inputs}
     for op in ops:
@@ -168,7 +170,7 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
     node_ranges[-1][2] = len(em.insns)
     est, prev = {op.name: 0 for op in ops}, 0
     if estimate:
-        total, ends, model = _timing(cfg, em.insns)
+        total, ends, model = _timing(cfg, em.insns, em.region)
         for name, b, e in node_ranges:
             t = max(ends[b:e]) if e > b else prev
             est[name] = est.get(name, 0) + max(0, t - prev)
@@ -180,20 +182,28 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
                         [tuple(r) for r in node_ranges], est, info)
 
 
-def _timing(cfg, insns):
+def _timing(cfg, insns, region):
     """Total cycles and per-instruction completion times: the RTL-calibrated timing model
-    (``pyvta.sim.timing``) when it is available, else ``compiler/cost.simulate``."""
+    (``pyvta.sim.timing``) when it is available, else ``compiler/cost.simulate``. Both see the
+    micro-ops (the region's constant segments), so they know each GEMM/ALU instruction's ACC
+    banks and model the two compute lanes."""
     try:
         from ...sim.timing import estimate_cycles
     except ImportError:
         estimate_cycles = None
     if estimate_cycles is not None:
-        rep = estimate_cycles(cfg, insns)
+        image = np.zeros(region.size, np.uint8)
+        for off, data in region.segments:
+            image[off:off + len(data)] = np.frombuffer(data, np.uint8)
+        try:
+            rep = estimate_cycles(cfg, insns, dram=(image.tobytes(), 0))
+        except TypeError:  # a timing model without the lanes (no DRAM image argument)
+            rep = estimate_cycles(cfg, insns)
         ends = [0] * len(insns)
         for t in rep.insns:
             ends[t.index] = max(t.end, t.done)
         return rep.cycles, ends, "sim.timing"
-    timing = simulate(cfg, insns)
+    timing = simulate(cfg, insns, banks=bank_sets(cfg, insns, region.segments))
     return timing.total, timing.end, "compiler.cost"
 
 

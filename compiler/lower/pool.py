@@ -3,11 +3,13 @@
 Per tile (``th`` output rows x ``tw`` output columns x ``tcb`` channel blocks):
 
 1. LOAD INP the input window with zero padding (``[cb][row][col]``, ``R x Cw`` per block);
-2. GEMM with an identity weight block copies it into an ACC "frame" (after a GEMM reset);
-3. ALU MIN -128 on the frame's padding rectangles, so padding never wins (as -infinity would);
-4. the output region is reset, set to the first window element (ADD), then ALU MAX with every
-   other window position as a tensor operand (one ALU instruction per window position);
-5. STORE: the values are already int8.
+2. after one GEMM reset of the frame and the outputs, GEMMs with an identity weight block copy
+   the window into an ACC "frame" and each output's first window element into the output;
+3. ALU MIN -128 on the frame's padding rectangles and on the outputs whose first element is
+   padding, so padding never wins (as -infinity would);
+4. ALU MAX with every other window position as a tensor operand (one ALU instruction per
+   window position), in two parts by rows, each followed by its STOREs (the values are
+   already int8).
 """
 
 from __future__ import annotations
@@ -97,7 +99,10 @@ def lower_maxpool(em: Emitter, qop: QMaxPool, in_shape, in_addr: int, out_addr: 
                     h_acc = em.tile()
                     f0 = h_acc * em.acc_half
                     o0 = f0 + frame
-                    b.gemm(em.kernel([(f0, 0, 0)]), 1, frame, dst=(0, 1), reset=True)
+                    # One reset for the frame and the outputs (the GEMMs accumulate).
+                    b.gemm(em.kernel([(f0, 0, 0)]), 1, frame + tcb_v * p, dst=(0, 1),
+                           reset=True)
+                    em.tile_body()
                     hs = em.load_step()
                     inp0, wgt0 = hs * em.inp_half, hs * em.wgt_half
                     for cl in range(tcb_v):
@@ -109,30 +114,59 @@ def lower_maxpool(em: Emitter, qop: QMaxPool, in_shape, in_addr: int, out_addr: 
                     em.end_load_step()
                     em.use_step()
                     b.gemm(em.kernel([(f0, inp0, wgt0)]), 1, frame, dst=(0, 1), src=(0, 1))
+                    # The first window element straight into the outputs (GEMM lane): the ALU
+                    # lane only does the MAX passes.
+                    b.gemm(em.kernel([(o0 + cl * p, inp0 + cl * r * cw, wgt0)
+                                      for cl in range(tcb_v)]),
+                           th_v, tw_v, dst=(tw_v, 1), src=(sh * cw, sw))
                     em.end_use_step()
-                    # Padding rectangles: (first row, rows, first col, cols) of each block.
-                    rects = [(0, yp0, 0, cw), (r - yp1, yp1, 0, cw),
-                             (yp0, r - yp0 - yp1, 0, xp0), (yp0, r - yp0 - yp1, cw - xp1, xp1)]
-                    for y0, ny, x0, nx in rects:
-                        if ny and nx:
-                            uops = [(f0 + cl * r * cw + y0 * cw + x0, 0, 0)
+                    em.tile_epilogue()
+                    # Padding never wins: MIN -128 on the frame's padding rectangles and on the
+                    # outputs whose first window element is padding (the copy gave them 0).
+                    rects = [(f0, r, cw, (0, yp0, 0, cw)), (f0, r, cw, (r - yp1, yp1, 0, cw)),
+                             (f0, r, cw, (yp0, r - yp0 - yp1, 0, xp0)),
+                             (f0, r, cw, (yp0, r - yp0 - yp1, cw - xp1, xp1))]
+                    a_ = min(th_v, ceil_div(yp0, sh))
+                    b_ = min(th_v, max(a_, ceil_div(r - yp1, sh)))
+                    c_ = min(tw_v, ceil_div(xp0, sw))
+                    d_ = min(tw_v, max(c_, ceil_div(cw - xp1, sw)))
+                    rects += [(o0, th_v, tw_v, (0, a_, 0, tw_v)),
+                              (o0, th_v, tw_v, (b_, th_v - b_, 0, tw_v)),
+                              (o0, th_v, tw_v, (a_, b_ - a_, 0, c_)),
+                              (o0, th_v, tw_v, (a_, b_ - a_, d_, tw_v - d_))]
+                    for base, rows_, cols_, (y0, ny, x0, nx) in rects:
+                        if ny > 0 and nx > 0:
+                            uops = [(base + cl * rows_ * cols_ + y0 * cols_ + x0, 0, 0)
                                     for cl in range(tcb_v)]
-                            b.alu(AluOp.MIN, em.kernel(uops), ny, nx, dst=(cw, 1), imm=-128)
-                    out_uops = [(o0 + cl * p, 0, 0) for cl in range(tcb_v)]
-                    b.alu(AluOp.MIN, em.kernel(out_uops), th_v, tw_v, dst=(tw_v, 1),
-                          reset=True)
-                    for i in range(kh):
-                        for j in range(kw):
-                            uops = [(o0 + cl * p, f0 + cl * r * cw + i * cw + j, 0)
-                                    for cl in range(tcb_v)]
-                            b.alu(AluOp.ADD if i == j == 0 else AluOp.MAX, em.kernel(uops),
-                                  th_v, tw_v, dst=(tw_v, 1), src=(sh * cw, sw))
-                    em.end_tile_compute()
-                    em.stores()
-                    for cl in range(tcb_v):
-                        b.store(o0 + cl * p,
-                                out_addr + ((nb * cb_total + cb_s + cl) * ho + oh0) * wo + ow0,
-                                th_v, tw_v, wo)
+                            b.alu(AluOp.MIN, em.kernel(uops), ny, nx, dst=(cols_, 1),
+                                  imm=-128)
+                    # Epilogue and stores in two parts (by rows): the ALU lane, the busier
+                    # one, then waits only for the last part's stores before the reset two
+                    # tiles later.
+                    cut = th_v - max(1, th_v // 4) if th_v >= 2 and kh * kw > 1 else th_v
+                    parts = [(0, cut), (cut, th_v)] if cut < th_v else [(0, th_v)]
+                    for k, (r_lo, r_hi) in enumerate(parts):
+                        for i in range(kh):
+                            for j in range(kw):
+                                if i == j == 0:
+                                    continue
+                                uops = [(o0 + cl * p + r_lo * tw_v,
+                                         f0 + cl * r * cw + (r_lo * sh + i) * cw + j, 0)
+                                        for cl in range(tcb_v)]
+                                b.alu(AluOp.MAX, em.kernel(uops), r_hi - r_lo, tw_v,
+                                      dst=(tw_v, 1), src=(sh * cw, sw))
+                        last = k == len(parts) - 1
+                        if last:
+                            em.end_tile_compute()
+                            em.stores()
+                        else:
+                            em.part_stores()
+                        for cl in range(tcb_v):
+                            b.store(o0 + cl * p + r_lo * tw_v,
+                                    out_addr + ((nb * cb_total + cb_s + cl) * ho + oh0 + r_lo)
+                                    * wo + ow0, r_hi - r_lo, tw_v, wo)
+                        if not last:
+                            em.end_part_stores()
                     em.end_stores()
     em.end_op(start, name)
     return {"th": th, "tw": tw, "tcb": tcb}
