@@ -46,9 +46,10 @@ def run_raw(insn: bytes, dram: bytes, *, dram_base: int = 0, target: str = "fsim
     if target == "fsim":
         mem = Dram(base=dram_base, data=dram)
         counters = FunctionalSimulator(cfg, mem).run(insn)
-        # The timing model's estimate of the RTL's cycles (DRAM latency: the RTL default).
+        # The timing model's estimate of the RTL's cycles (DRAM latency: the RTL default). It
+        # reads the micro-ops from the image as it was before the run (bank sets, two lanes).
         from .timing import estimate_cycles
-        timing = estimate_cycles(cfg, insn)
+        timing = estimate_cycles(cfg, insn, dram=(dram, dram_base))
         return mem.tobytes(), {"counters": counters, "cycles": timing.cycles,
                                "cycles_estimated": True, "timing": timing}
     if target == "rtl":

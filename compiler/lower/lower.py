@@ -195,10 +195,7 @@ def _timing(cfg, insns, region):
         image = np.zeros(region.size, np.uint8)
         for off, data in region.segments:
             image[off:off + len(data)] = np.frombuffer(data, np.uint8)
-        try:
-            rep = estimate_cycles(cfg, insns, dram=(image.tobytes(), 0))
-        except TypeError:  # a timing model without the lanes (no DRAM image argument)
-            rep = estimate_cycles(cfg, insns)
+        rep = estimate_cycles(cfg, insns, dram=(image.tobytes(), 0))
         ends = [0] * len(insns)
         for t in rep.insns:
             ends[t.index] = max(t.end, t.done)
