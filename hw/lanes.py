@@ -78,6 +78,7 @@ class Lane(wiring.Component):
 
     def __init__(self, cfg, kind: str, acc_read_ports: int):
         if kind not in ("gemm", "alu"):
+            self._MustUse__used = True  # rejected, so never elaborated: no "unused" warning
             raise ValueError(f"kind must be 'gemm' or 'alu', not {kind!r}")
         self._cfg, self._kind, self._ports = cfg, kind, acc_read_ports
         self._lay = lay = insn_layout(cfg)

@@ -189,7 +189,7 @@ def test_cli_fsim_prints_estimated_cycles(capsys, tmp_path):
                  "--out", str(tmp_path / "out.bin")])
     out = capsys.readouterr().out
     assert code in (0, None)
-    want = estimate_cycles(cfg, p.encode()).cycles
+    want = estimate_cycles(cfg, p.encode(), dram=(p.dram.tobytes(), p.dram.base)).cycles
     assert f"; {want} cycles (estimated);" in out
 
 
