@@ -415,7 +415,12 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     inp_base = [s * inp_cap for s in range(slots)]
     wgt_base = [s * wgt_cap for s in range(slots)]
     acc_base = [s * acc_cap for s in range(slots)]
-    bias_base = [acc_base[s] + mt * nt for s in range(slots)]
+    # The whole bias stays in each slot (one LOAD ACC per slot, at its first tile) when it fits
+    # beside the tile: a LOAD ACC waits for both compute lanes to empty, so reloading it per
+    # tile would stop the ALU epilogues from overlapping the GEMMs.
+    resident_bias = bias is not None and mt * nt + nb <= acc_cap
+    bias_base = [acc_base[s] + (acc_cap - nb if resident_bias else mt * nt)
+                 for s in range(slots)]
     uops: list[Uop] = []
     kernels: dict = {}
 
@@ -435,10 +440,10 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     def reset_kernel(as_):
         return kernel(("reset", as_), lambda: [Uop(acc_base[as_], 0, 0)])
 
-    def alu_kernel(as_):
+    def alu_kernel(as_, n0=0):
         # Without a bias the source index is unused (immediate operands): keep it in range.
-        src = bias_base[as_] if bias is not None else acc_base[as_]
-        return kernel(("alu", as_), lambda: [Uop(acc_base[as_], src, 0)])
+        src = bias_base[as_] + n0 if bias is not None else acc_base[as_]
+        return kernel(("alu", as_, src), lambda: [Uop(acc_base[as_], src, 0)])
 
     # --- instructions ---------------------------------------------------------------------------
     body = ProgramBuilder(cfg, dram)  # collects the instructions; DRAM is shared with ``b``
@@ -450,13 +455,18 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         (_, mt_), (n0, nt_) = tiles[t]
         as_ = t % slots
         out = []
-        if bias is not None and held_bias[as_] != tiles[t][1]:
+        if resident_bias and held_bias[as_] is None:
+            out.append(("load_bias", dict(sram=bias_base[as_], dram=bias_elem, x=nb), {}))
+            held_bias[as_] = "all"
+        elif bias is not None and not resident_bias and held_bias[as_] != tiles[t][1]:
             out.append(("load_bias", dict(sram=bias_base[as_], dram=bias_elem + n0, x=nt_), {}))
             held_bias[as_] = tiles[t][1]
         out.append(("gemm", dict(uops=reset_kernel(as_), iter_out=mt_, iter_in=nt_,
                                  dst=(nt_, 1), reset=True), {}))
         if bias is not None:
-            out.append(("alu", dict(op=AluOp.ADD, uops=alu_kernel(as_), iter_out=mt_,
+            out.append(("alu", dict(op=AluOp.ADD,
+                                    uops=alu_kernel(as_, n0 if resident_bias else 0),
+                                    iter_out=mt_,
                                     iter_in=nt_, dst=(nt_, 1), src=(0, 1)), {}))
         out[0][2]["pop_next_dep"] = t >= slots
         return out
