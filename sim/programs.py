@@ -581,8 +581,12 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
                 body.alu(**kw, **flags)
         for t in stores:
             (tm0, tmt), (tn0, tnt) = tiles[t]
-            body.store(acc_base[t % slots], out_elem + tm0 * nb + tn0, tmt, tnt, nb,
-                       pop_prev_dep=True,
+            # A tile as wide as the matrix is one contiguous run in DRAM (and in OUT): one
+            # long row streams at full bus rate, where many short rows are bound by the write
+            # responses.
+            rows, cols = (1, tmt * tnt) if tnt == nb else (tmt, tnt)
+            body.store(acc_base[t % slots], out_elem + tm0 * nb + tn0, rows, cols,
+                       cols if rows == 1 else nb, pop_prev_dep=True,
                        push_prev_dep=(t + slots < len(tiles) or t == len(tiles) - 1))
     body.sync("compute", pop_next_dep=True)  # the last store has drained
     body.finish()

@@ -10,7 +10,7 @@ import pytest
 from pyvta.compiler.builder import ProgramBuilder
 from pyvta.compiler.qops import conv2d_int32
 from pyvta.hw.config import load_config
-from pyvta.hw.isa import AluOp, MemType
+from pyvta.hw.isa import AluOp, MemType, Opcode
 from pyvta.sim.dram import Dram
 from pyvta.sim.fsim import FunctionalSimulator
 from pyvta.sim.programs import (alu_program, gemm_program, numpy_reference,
@@ -103,15 +103,20 @@ def test_gemm_blocks_shr_max_min_plain(cfg):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("threads,order", [(1, "nm"), (2, "nm"), (2, "mn")])
-def test_gemm_shr_max_min_virtual_threads(cfg, threads, order):
+@pytest.mark.parametrize("threads,order,nt", [(1, "nm", 2), (2, "nm", 2), (2, "mn", 2),
+                                              (2, "nm", 4), (1, "mn", 4)])
+def test_gemm_shr_max_min_virtual_threads(cfg, threads, order, nt):
     rng = np.random.default_rng(4)
     m, k, n = 6 * cfg.batch, 4 * cfg.block_in, 4 * cfg.block_out
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     w = rng.integers(-128, 128, (n, k), dtype=np.int8)
-    # Small tiles force several output tiles and reduction chunks through both threads.
+    # Small tiles force several output tiles and reduction chunks through both threads;
+    # nt = 4 (the whole width) stores each tile as one contiguous row.
     prog = gemm_program(cfg, a, w, shift=8, clip=(0, 127), threads=threads,
-                        tile=(2, 2, 2, order))
+                        tile=(2, nt, 2, order))
+    if nt == 4:
+        assert any(i.opcode is Opcode.STORE and i.y_size == 1 and i.x_size == 2 * nt
+                   for i in prog.insns)
     FunctionalSimulator(cfg, prog.dram).run(prog.encode())
     expected = np.clip((a.astype(np.int64) @ w.astype(np.int64).T) >> 8, 0, 127)
     np.testing.assert_array_equal(prog.read_output(), expected.astype(np.int8))
