@@ -9,11 +9,9 @@ from ...hw.isa import encode_program
 from ...sim.dram import Dram
 from ...sim.fsim import FunctionalSimulator
 from .. import qops
-from ..cost import simulate
 from ..layout import ceil_div
 from .conv import lower_conv
 from .eltwise import lower_add
-from .banks import bank_sets
 from .emit import Emitter, LoweringError
 from .pool import lower_maxpool
 from .program import AccelOp, AccelProgram, TensorPlacement
@@ -183,25 +181,18 @@ def lower(cfg: HwConfig | str, ops: list, inputs: list, outputs: list, shapes: d
 
 
 def _timing(cfg, insns, region):
-    """Total cycles and per-instruction completion times: the RTL-calibrated timing model
-    (``pyvta.sim.timing``) when it is available, else ``compiler/cost.simulate``. Both see the
-    micro-ops (the region's constant segments), so they know each GEMM/ALU instruction's ACC
-    banks and model the two compute lanes."""
-    try:
-        from ...sim.timing import estimate_cycles
-    except ImportError:
-        estimate_cycles = None
-    if estimate_cycles is not None:
-        image = np.zeros(region.size, np.uint8)
-        for off, data in region.segments:
-            image[off:off + len(data)] = np.frombuffer(data, np.uint8)
-        rep = estimate_cycles(cfg, insns, dram=(image.tobytes(), 0))
-        ends = [0] * len(insns)
-        for t in rep.insns:
-            ends[t.index] = max(t.end, t.done)
-        return rep.cycles, ends, "sim.timing"
-    timing = simulate(cfg, insns, banks=bank_sets(cfg, insns, region.segments))
-    return timing.total, timing.end, "compiler.cost"
+    """Total cycles and per-instruction completion times from the RTL-calibrated timing model
+    (``pyvta.sim.timing``). It sees the micro-ops (the region's constant segments), so it
+    knows each GEMM/ALU instruction's ACC banks and models the two compute lanes."""
+    from ...sim.timing import estimate_cycles
+    image = np.zeros(region.size, np.uint8)
+    for off, data in region.segments:
+        image[off:off + len(data)] = np.frombuffer(data, np.uint8)
+    rep = estimate_cycles(cfg, insns, dram=(image.tobytes(), 0))
+    ends = [0] * len(insns)
+    for t in rep.insns:
+        ends[t.index] = max(t.end, t.done)
+    return rep.cycles, ends, "sim.timing"
 
 
 def run_fsim(prog: AccelProgram, cfg: HwConfig | str, feeds: dict, base: int = 0x10000,
