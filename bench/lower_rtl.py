@@ -41,12 +41,7 @@ def small_partition(cfg, rng):
 def run_on_rtl(cfg, prog, feeds, simulator="verilator"):
     """Region at DRAM address 0; returns ({output: array}, cycles, counters, seconds)."""
     from pyvta.sim.rtl import run_rtl_raw
-    img = np.zeros(-(-prog.dram_size // 64) * 64, np.uint8)
-    for off, data in prog.segments:
-        img[off:off + len(data)] = np.frombuffer(data, np.uint8)
-    for p in prog.inputs:
-        img[p.offset:p.offset + p.nbytes(cfg)] = np.frombuffer(p.pack(feeds[p.name], cfg),
-                                                               np.uint8)
+    img = prog.image(cfg, feeds)
     t = time.perf_counter()
     dram, info = run_rtl_raw(cfg, prog.relocated_insns(0, cfg), img.tobytes(),
                              simulator=simulator)

@@ -71,12 +71,7 @@ def lowered_partition(cfg):
     from lower_rtl import small_partition
     rng = np.random.default_rng(0)
     prog, feeds = small_partition(cfg, rng)
-    img = np.zeros(-(-prog.dram_size // 64) * 64, np.uint8)
-    for off, data in prog.segments:
-        img[off:off + len(data)] = np.frombuffer(data, np.uint8)
-    for p in prog.inputs:
-        img[p.offset:p.offset + p.nbytes(cfg)] = np.frombuffer(p.pack(feeds[p.name], cfg),
-                                                               np.uint8)
+    img = prog.image(cfg, feeds)
     return ("lowered conv3x3+maxpool+add (compiler)", prog.relocated_insns(0, cfg),
             img.tobytes(), 0)
 
@@ -88,12 +83,8 @@ def resnet18_partition(cfg):
     rng = np.random.default_rng(0)
     _, _, progs, _ = compile_resnet18(cfg, "per-channel")
     prog = progs[0][1]
-    img = np.zeros(-(-prog.dram_size // 64) * 64, np.uint8)
-    for off, data in prog.segments:
-        img[off:off + len(data)] = np.frombuffer(data, np.uint8)
-    for p in prog.inputs:
-        x = rng.integers(-128, 128, p.shape, dtype=np.int8)
-        img[p.offset:p.offset + p.nbytes(cfg)] = np.frombuffer(p.pack(x, cfg), np.uint8)
+    img = prog.image(cfg, {p.name: rng.integers(-128, 128, p.shape, dtype=np.int8)
+                           for p in prog.inputs})
     return ("ResNet-18 partition 0 (compiler)", prog.relocated_insns(0, cfg), img.tobytes(), 0)
 
 

@@ -128,6 +128,18 @@ class AccelProgram:
     def num_insns(self) -> int:
         return len(self.insns) // INSN_BYTES
 
+    def image(self, cfg: HwConfig, feeds: dict | None = None, align: int = 64) -> np.ndarray:
+        """The region's DRAM image at offset 0 (``dram_size`` rounded up to ``align`` bytes):
+        the constant segments, plus each input of ``feeds`` ({name: array}) packed in place."""
+        img = np.zeros(-(-self.dram_size // align) * align, np.uint8)
+        for off, data in self.segments:
+            img[off:off + len(data)] = np.frombuffer(data, np.uint8)
+        for p in self.inputs:
+            if feeds is not None and p.name in feeds:
+                img[p.offset:p.offset + p.nbytes(cfg)] = np.frombuffer(
+                    p.pack(feeds[p.name], cfg), np.uint8)
+        return img
+
     def relocated_insns(self, base: int, cfg: HwConfig | None = None) -> bytes:
         """The instruction stream with ``base`` (bytes, 4096-aligned) added to every
         LOAD/STORE's DRAM address."""
