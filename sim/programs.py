@@ -456,20 +456,32 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         as_ = t % slots
         out = []
         if resident_bias and held_bias[as_] is None:
-            out.append(("load_bias", dict(sram=bias_base[as_], dram=bias_elem, x=nb), {}))
-            held_bias[as_] = "all"
+            # Every slot's copy at the start: a LOAD ACC later would wait for both lanes
+            # to empty.
+            for sl in range(slots):
+                out.append(("load_bias", dict(sram=bias_base[sl], dram=bias_elem, x=nb), {}))
+                held_bias[sl] = "all"
         elif bias is not None and not resident_bias and held_bias[as_] != tiles[t][1]:
             out.append(("load_bias", dict(sram=bias_base[as_], dram=bias_elem + n0, x=nt_), {}))
             held_bias[as_] = tiles[t][1]
         out.append(("gemm", dict(uops=reset_kernel(as_), iter_out=mt_, iter_in=nt_,
                                  dst=(nt_, 1), reset=True), {}))
-        if bias is not None:
-            out.append(("alu", dict(op=AluOp.ADD,
-                                    uops=alu_kernel(as_, n0 if resident_bias else 0),
-                                    iter_out=mt_,
-                                    iter_in=nt_, dst=(nt_, 1), src=(0, 1)), {}))
+        if bias is not None and not bias_late(t):
+            out.append(bias_add(t))
         out[0][2]["pop_next_dep"] = t >= slots
         return out
+
+    def bias_late(t):
+        # With two lanes the first tile's GEMMs would wait for its bias ADD (same bank, and
+        # nothing runs before it to hide it): it adds the bias after its GEMMs instead (the
+        # same int32 sum), where the ADD overlaps the next tile's GEMMs.
+        return slots == 2 and t == 0 and len(tiles) > 1
+
+    def bias_add(t):
+        (_, mt_), (n0, nt_) = tiles[t]
+        kern = alu_kernel(t % slots, n0 if resident_bias else 0)
+        return ("alu", dict(op=AluOp.ADD, uops=kern, iter_out=mt_, iter_in=nt_, dst=(nt_, 1),
+                            src=(0, 1)), {})
 
     # Instruction groups per step: its loads, then its compute and stores. Loads of later
     # steps are placed ahead of a step's compute (``lookahead`` steps when nothing they
@@ -537,6 +549,8 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         if st.last:
             epilogue = [("alu", dict(op=op, uops=alu_kernel(as_), iter_out=mt_, iter_in=nt_,
                                      dst=(nt_, 1), imm=imm), {}) for op, imm in post_ops]
+            if bias is not None and bias_late(st.tile):
+                epilogue.insert(0, bias_add(st.tile))
             # The result is ready after the tile's last instruction (its GEMM without ALU
             # passes): compute -> store token.
             (epilogue or compute)[-1][2]["push_next_dep"] = True
