@@ -242,6 +242,36 @@ def test_concat_of_long_runs_cut_into_pieces():
         np.testing.assert_array_equal(plan([a, b])[0], np.concatenate([a, b], axis=1))
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.float32])
+def test_concat_copy_at_every_page_distance(dtype):
+    """Pieces whose destination lies 1-63 bytes above the source modulo 4 KiB take the vector
+    loop instead of memcpy: both paths, ragged lengths (not multiples of the loop's 128
+    bytes) and pieces of either kind in one call copy exactly."""
+    item = np.dtype(dtype).itemsize
+    shape_a, shape_b = (1, 3, 97, 301), (1, 2, 97, 301)
+    node = Node("Concat", "n", ["a", "b"], ["c"], {"axis": 1})
+    plan = plan_node(node, [shape_a, shape_b], [np.dtype(dtype)] * 2, {})
+    out = plan.outputs[0]
+    n_a, n_b = int(np.prod(shape_a)), int(np.prod(shape_b))
+    pool = np.empty(8 * (n_a + n_b) * item + 3 * 4096, np.uint8)
+
+    def placed(n, dst_address, distance, lo):
+        """An n-element array at or after byte ``lo`` of ``pool`` whose address is
+        ``distance`` bytes below ``dst_address`` modulo 4096."""
+        base = pool.ctypes.data + lo
+        start = lo + (dst_address - distance - base) % 4096
+        a = pool[start:start + n * item].view(dtype)
+        a[:] = rng.integers(-100, 100, n).astype(dtype)
+        assert (dst_address - a.ctypes.data) % 4096 == distance % 4096
+        return a
+    b_dst = out.ctypes.data + n_a * item
+    for d_a, d_b in [(0, 16), (16, 0), (4, 60), (64, 2048), (4092, 32), (12, 12)]:
+        if item == 1:
+            d_a, d_b = d_a + 1, d_b + 3                    # odd distances too
+        a = placed(n_a, out.ctypes.data, d_a, 0).reshape(shape_a)
+        b = placed(n_b, b_dst, d_b, 2 * n_a * item + 4096).reshape(shape_b)
+        np.testing.assert_array_equal(plan([a, b])[0], np.concatenate([a, b], axis=1))
+
 def test_native_pool_close():
     """Closed pools let their workers return and run nothing more (the caller runs it)."""
     from pyvta.runtime.cpu.llvm.pool import NativePool
