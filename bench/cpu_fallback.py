@@ -7,13 +7,22 @@ is missing) and onnxruntime on a single-node model. Printed side by side with ra
 the floors (no kernel slower than numpy, median within 2x of onnxruntime) and the first-run
 compile time against the cached second run.
 
-The machine this runs on is shared and noisy, so the three contestants are timed the same
-way, interleaved: ``--repeat`` rounds, each calling every contestant once (in a rotating
-order) and timing that call. The table shows each contestant's median and the ratios of the
-medians and of the best (minimum) times; a kernel counts as slower than numpy when its
+Timing (``--interleave``). The default, ``block``, times each contestant the way the runtime
+calls a kernel: back to back. A round gives every contestant one block of calls (at least
+``--block`` calls and ``--block-ms`` of its own work), each call timed; between blocks the
+bench sleeps ``--settle`` seconds so the previous contestant's threads go idle (OpenBLAS's
+worker keeps spinning on a CPU for about 0.12 s after numpy's last matmul, measured on this
+machine; onnxruntime's spinning is disabled; the LLVM pool's workers sleep after 0.5 ms),
+and the block order rotates from round to round so a burst of load from other processes
+hits everyone alike. ``call`` is the older per-call interleaving: every round calls each
+contestant once, in a rotating order; there a kernel that runs right after numpy finds
+OpenBLAS's spinning worker on the other CPU, which never happens when a CPU partition runs.
+Either way the table shows each contestant's median over all timed calls and the ratios of
+the medians and of the best (minimum) times; a kernel counts as slower than numpy when its
 median is.
 
-    python bench/cpu_fallback.py [--repeat 40] [--filter Conv] [--threads N]
+    python bench/cpu_fallback.py [--interleave block|call] [--repeat N] [--block 5]
+                                 [--block-ms 10] [--settle 0.25] [--filter Conv] [--threads N]
 """
 
 from __future__ import annotations
@@ -103,21 +112,61 @@ def cases():
     return out
 
 
-def _race(contestants, rounds):
-    """Time ``contestants`` (name -> callable) interleaved: every round calls each once, in
-    an order rotated from round to round, so a burst of load from other processes hits all
-    of them alike. Returns name -> (median seconds, best seconds)."""
+class Timing:
+    """How contestants are timed: ``mode`` "block" (back-to-back calls in blocks, with a
+    settle pause between blocks) or "call" (one call each per round); ``rounds``;
+    ``block`` and ``block_ms``: a block's minimum calls and minimum work in milliseconds;
+    ``settle``: the pause between blocks in seconds."""
+
+    def __init__(self, mode="block", rounds=None, block=5, block_ms=10.0, settle=0.25):
+        if mode not in ("block", "call"):
+            raise ValueError(f"interleave must be 'block' or 'call', not {mode!r}")
+        if rounds is None:
+            rounds = 10 if mode == "block" else 40
+        for name, value, low in (("repeat", rounds, 1), ("block", block, 1),
+                                 ("block-ms", block_ms, 0), ("settle", settle, 0)):
+            if value < low:
+                raise ValueError(f"--{name} must be at least {low}, not {value}")
+        self.mode, self.rounds, self.block = mode, rounds, block
+        self.block_ms, self.settle = block_ms, settle
+
+    def describe(self) -> str:
+        if self.mode == "call":
+            return f"per-call interleaving, {self.rounds} rounds of one call each"
+        return (f"blocks of back-to-back calls (at least {self.block} calls and "
+                f"{self.block_ms:g} ms each), {self.rounds} rounds, {self.settle:g} s settle "
+                f"between blocks")
+
+
+def _race(contestants, timing):
+    """Time ``contestants`` (name -> callable) as ``timing`` says, in an order rotated from
+    round to round. Returns name -> (median seconds, best seconds) over all timed calls."""
     names = list(contestants)
+    warm = {}
     for name in names:           # warm-up (buffers, OpenBLAS/onnxruntime threads, caches)
         contestants[name]()
+        t0 = time.perf_counter()
+        contestants[name]()
+        warm[name] = time.perf_counter() - t0
+    if timing.mode == "call":
+        calls = {name: 1 for name in names}
+    else:
+        # Every block holds at least block_ms of the contestant's own work, so a wake-up at
+        # its start weighs as it does in a run of many kernels; the count is fixed before
+        # timing so that it cannot depend on how a block went.
+        calls = {name: max(timing.block, -int(-timing.block_ms * 1e-3 // max(warm[name], 1e-7)))
+                 for name in names}
     times = {name: [] for name in names}
-    for r in range(rounds):
+    for r in range(timing.rounds):
         for j in range(len(names)):
             name = names[(r + j) % len(names)]
-            fn = contestants[name]
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            fn, out = contestants[name], times[name]
+            if timing.mode == "block":
+                time.sleep(timing.settle)
+            for _ in range(calls[name]):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
     return {name: (statistics.median(v), min(v)) for name, v in times.items()}
 
 
@@ -153,7 +202,7 @@ def _plan(op, attrs, inputs, n_out):
     return node, plan
 
 
-def layout_cases(repeat, threads):
+def layout_cases(timing, threads):
     """The accelerator's activation packing (pynq-z1: BLOCK 16, batch 1) on a 64x56x56 int8
     map: compiled kernel vs ``compiler/layout.py`` (numpy) vs onnxruntime running the same
     rearrangement as Pad/Reshape/Transpose (pack) and Transpose/Reshape/Slice (unpack)."""
@@ -204,13 +253,13 @@ def layout_cases(repeat, threads):
     ok = np.array_equal(out, packed) and np.array_equal(
         pack_sess.run(None, {"x": x})[0].reshape(pshape), packed)
     t = _race({"llvm": lambda: pack(x), "numpy": lambda: pack_activation(x, cfg),
-               "ort": lambda: pack_sess.run(None, {"x": x})}, repeat)
+               "ort": lambda: pack_sess.run(None, {"x": x})}, timing)
     rows.append(("Pack activation 60x56x56", t, ok))
     p5 = packed.reshape(1, cb, 56, 56, cfg.block_in)
     ok = np.array_equal(back, x) and np.array_equal(unpack_sess.run(None, {"x": p5})[0], x)
     t = _race({"llvm": lambda: unpack(packed),
                "numpy": lambda: unpack_activation(packed, shape, cfg),
-               "ort": lambda: unpack_sess.run(None, {"x": p5})}, repeat)
+               "ort": lambda: unpack_sess.run(None, {"x": p5})}, timing)
     rows.append(("Unpack activation 60x56x56", t, ok))
     return rows
 
@@ -241,12 +290,26 @@ def compile_times(selected):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=40,
-                    help="interleaved timing rounds per kernel")
+    ap.add_argument("--interleave", choices=("block", "call"), default="block",
+                    help="block: each contestant runs a block of back-to-back calls per round, "
+                         "with a settle pause between blocks (default); call: one call of "
+                         "each contestant per round")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="timing rounds per kernel (default 10 blocks, or 40 calls)")
+    ap.add_argument("--block", type=int, default=5, help="calls per block, at least")
+    ap.add_argument("--block-ms", type=float, default=10.0,
+                    help="milliseconds of work per block, at least")
+    ap.add_argument("--settle", type=float, default=0.25,
+                    help="seconds of pause before each block (OpenBLAS's worker spins "
+                         "~0.12 s after a call)")
     ap.add_argument("--filter", default="", help="only cases whose label contains this")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for LLVM kernels and onnxruntime (default: all CPUs)")
     args = ap.parse_args(argv)
+    try:
+        timing = Timing(args.interleave, args.repeat, args.block, args.block_ms, args.settle)
+    except ValueError as e:
+        ap.error(str(e))
     if args.threads:
         os.environ["PYVTA_THREADS"] = str(args.threads)
     from pyvta.runtime.cpu import numpy_ops
@@ -256,7 +319,7 @@ def main(argv=None) -> int:
 
     (first, st1), (second, st2) = compile_times(selected)
 
-    print(f"CPU fallback kernels: {args.repeat} interleaved rounds, {threads} thread(s) for "
+    print(f"CPU fallback kernels, timed by {timing.describe()}; {threads} thread(s) for "
           f"LLVM and onnxruntime{' (and OpenBLAS)' if args.threads else ''}; "
           f"numpy = runtime/cpu/numpy_ops.py; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
@@ -289,10 +352,10 @@ def main(argv=None) -> int:
         got = [g.copy() for g in plan(ins)]
         ok = all(np.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want))
         t = _race({"llvm": lambda: plan(ins), "numpy": lambda: numpy_ops.run_node(node, ins),
-                   "ort": _ort_session(op, attrs, inputs, want, threads)}, args.repeat)
+                   "ort": _ort_session(op, attrs, inputs, want, threads)}, timing)
         row(label, t, ok)
     if not args.filter or "activation" in args.filter.lower():
-        for label, t, ok in layout_cases(args.repeat, threads):
+        for label, t, ok in layout_cases(timing, threads):
             row(label, t, ok)
     if vs_numpy:
         print(f"\nmedian speed-up over numpy: {statistics.median(vs_numpy):.2f}x "
