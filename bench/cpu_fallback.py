@@ -8,21 +8,23 @@ the floors (no kernel slower than numpy, median within 2x of onnxruntime) and th
 compile time against the cached second run.
 
 Timing (``--interleave``). The default, ``block``, times each contestant the way the runtime
-calls a kernel: back to back. A round gives every contestant one block of calls (at least
-``--block`` calls and ``--block-ms`` of its own work), each call timed; between blocks the
-bench sleeps ``--settle`` seconds so the previous contestant's threads go idle (OpenBLAS's
-worker keeps spinning on a CPU for about 0.12 s after numpy's last matmul, measured on this
-machine; onnxruntime's spinning is disabled; the LLVM pool's workers sleep after 0.5 ms),
-and the block order rotates from round to round so a burst of load from other processes
-hits everyone alike. ``call`` is the older per-call interleaving: every round calls each
-contestant once, in a rotating order; there a kernel that runs right after numpy finds
-OpenBLAS's spinning worker on the other CPU, which never happens when a CPU partition runs.
-Either way the table shows each contestant's median over all timed calls and the ratios of
-the medians and of the best (minimum) times; a kernel counts as slower than numpy when its
-median is.
+calls a kernel: back to back. A round gives every contestant one block of calls; before each
+block the bench sleeps ``--settle`` seconds so the previous contestant's threads go idle
+(OpenBLAS's worker keeps spinning on a CPU for about 0.12 s after numpy's last call, measured
+on this machine; onnxruntime's spinning is disabled; the LLVM pool's workers sleep after
+0.5 ms), then calls the contestant untimed for ``--lead-ms`` (the CPUs need a few ms to get
+back to speed after a pause), then times at least ``--block`` calls and ``--block-ms`` of
+work, each call separately. The block order rotates from round to round so a burst of load
+from other processes hits everyone alike. ``call`` is the older per-call interleaving: every
+round calls each contestant once, in a rotating order; there a kernel that runs right after
+numpy finds OpenBLAS's spinning worker on the other CPU, which never happens when a CPU
+partition runs. Either way the table shows each contestant's median over all timed calls
+and the ratios of the medians and of the best (minimum) times; a kernel counts as slower
+than numpy when its median is.
 
     python bench/cpu_fallback.py [--interleave block|call] [--repeat N] [--block 5]
-                                 [--block-ms 10] [--settle 0.25] [--filter Conv] [--threads N]
+                                 [--block-ms 20] [--lead-ms 10] [--settle 0.25]
+                                 [--filter Conv] [--threads N]
 """
 
 from __future__ import annotations
@@ -115,27 +117,33 @@ def cases():
 class Timing:
     """How contestants are timed: ``mode`` "block" (back-to-back calls in blocks, with a
     settle pause between blocks) or "call" (one call each per round); ``rounds``;
-    ``block`` and ``block_ms``: a block's minimum calls and minimum work in milliseconds;
-    ``settle``: the pause between blocks in seconds."""
+    ``block`` and ``block_ms``: a block's minimum timed calls and minimum timed work in
+    milliseconds; ``settle``: the pause before each block in seconds; ``lead_ms``: untimed
+    calls of the block's contestant after the pause (at least one), because the CPUs come
+    back from a pause slowly (measured: after 0.25 s idle a one-thread 256^3 matmul took
+    2.5-3x its time on the first call, and about 2 ms of work to get back to speed), which
+    never happens to kernels that run back to back."""
 
-    def __init__(self, mode="block", rounds=None, block=5, block_ms=10.0, settle=0.25):
+    def __init__(self, mode="block", rounds=None, block=5, block_ms=20.0, settle=0.25,
+                 lead_ms=10.0):
         if mode not in ("block", "call"):
             raise ValueError(f"interleave must be 'block' or 'call', not {mode!r}")
         if rounds is None:
             rounds = 10 if mode == "block" else 40
         for name, value, low in (("repeat", rounds, 1), ("block", block, 1),
-                                 ("block-ms", block_ms, 0), ("settle", settle, 0)):
+                                 ("block-ms", block_ms, 0), ("settle", settle, 0),
+                                 ("lead-ms", lead_ms, 0)):
             if value < low:
                 raise ValueError(f"--{name} must be at least {low}, not {value}")
         self.mode, self.rounds, self.block = mode, rounds, block
-        self.block_ms, self.settle = block_ms, settle
+        self.block_ms, self.settle, self.lead_ms = block_ms, settle, lead_ms
 
     def describe(self) -> str:
         if self.mode == "call":
             return f"per-call interleaving, {self.rounds} rounds of one call each"
-        return (f"blocks of back-to-back calls (at least {self.block} calls and "
-                f"{self.block_ms:g} ms each), {self.rounds} rounds, {self.settle:g} s settle "
-                f"between blocks")
+        return (f"blocks of back-to-back calls ({self.settle:g} s settle, {self.lead_ms:g} ms "
+                f"of untimed lead-in calls, then at least {self.block} timed calls and "
+                f"{self.block_ms:g} ms), {self.rounds} rounds")
 
 
 def _race(contestants, timing):
@@ -143,17 +151,27 @@ def _race(contestants, timing):
     round to round. Returns name -> (median seconds, best seconds) over all timed calls."""
     names = list(contestants)
     warm = {}
-    for name in names:           # warm-up (buffers, OpenBLAS/onnxruntime threads, caches)
-        contestants[name]()
-        t0 = time.perf_counter()
-        contestants[name]()
-        warm[name] = time.perf_counter() - t0
+    for name in names:
+        # Warm-up (buffers, OpenBLAS/onnxruntime threads, caches): one call in the per-call
+        # mode (as it always was); in the block mode also an estimate of one call, the
+        # median of at least 3 calls and block_ms, to size the blocks.
+        fn = contestants[name]
+        if timing.mode == "call":
+            fn()
+            continue
+        time.sleep(timing.settle)
+        fn()
+        spent, t_end = [], time.perf_counter() + timing.block_ms * 1e-3
+        while len(spent) < 3 or (time.perf_counter() < t_end and len(spent) < 1000):
+            t0 = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - t0)
+        warm[name] = statistics.median(spent)
     if timing.mode == "call":
         calls = {name: 1 for name in names}
     else:
-        # Every block holds at least block_ms of the contestant's own work, so a wake-up at
-        # its start weighs as it does in a run of many kernels; the count is fixed before
-        # timing so that it cannot depend on how a block went.
+        # Every block times at least block_ms of the contestant's own work; the count is
+        # fixed before timing so that it cannot depend on how a block went.
         calls = {name: max(timing.block, -int(-timing.block_ms * 1e-3 // max(warm[name], 1e-7)))
                  for name in names}
     times = {name: [] for name in names}
@@ -163,6 +181,10 @@ def _race(contestants, timing):
             fn, out = contestants[name], times[name]
             if timing.mode == "block":
                 time.sleep(timing.settle)
+                t_end = time.perf_counter() + timing.lead_ms * 1e-3
+                fn()
+                while time.perf_counter() < t_end:
+                    fn()
             for _ in range(calls[name]):
                 t0 = time.perf_counter()
                 fn()
@@ -297,8 +319,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=None,
                     help="timing rounds per kernel (default 10 blocks, or 40 calls)")
     ap.add_argument("--block", type=int, default=5, help="calls per block, at least")
-    ap.add_argument("--block-ms", type=float, default=10.0,
-                    help="milliseconds of work per block, at least")
+    ap.add_argument("--block-ms", type=float, default=20.0,
+                    help="milliseconds of timed work per block, at least")
+    ap.add_argument("--lead-ms", type=float, default=10.0,
+                    help="milliseconds of untimed calls at the start of each block (the CPUs "
+                         "get back to speed after the settle pause)")
     ap.add_argument("--settle", type=float, default=0.25,
                     help="seconds of pause before each block (OpenBLAS's worker spins "
                          "~0.12 s after a call)")
@@ -307,7 +332,8 @@ def main(argv=None) -> int:
                     help="threads for LLVM kernels and onnxruntime (default: all CPUs)")
     args = ap.parse_args(argv)
     try:
-        timing = Timing(args.interleave, args.repeat, args.block, args.block_ms, args.settle)
+        timing = Timing(args.interleave, args.repeat, args.block, args.block_ms, args.settle,
+                        args.lead_ms)
     except ValueError as e:
         ap.error(str(e))
     if args.threads:
