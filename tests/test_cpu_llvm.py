@@ -395,3 +395,39 @@ def test_native_pool_keeps_workers_off_the_callers_cpu():
         assert threading.get_native_id() not in pool._placement.tids
     finally:
         pool.close()
+
+
+def _bench_module():
+    """``bench/cpu_fallback.py`` (a script, not a package module), imported by path."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "bench" / "cpu_fallback.py"
+    spec = importlib.util.spec_from_file_location("_cpu_fallback_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_timing_modes():
+    """The benchmark's block mode runs each contestant in blocks of back-to-back calls
+    (lead-in calls untimed) in a rotating block order; the per-call mode alternates single
+    calls; bad settings are refused by name."""
+    bench = _bench_module()
+    log = []
+    contestants = {name: (lambda name=name: log.append(name)) for name in ("a", "b", "c")}
+    timing = bench.Timing("block", rounds=3, block=4, block_ms=0, settle=0, lead_ms=0)
+    result = bench._race(contestants, timing)
+    assert set(result) == {"a", "b", "c"}
+    assert all(0 <= best <= med for med, best in result.values())
+    timed = log[3 * 4:]                  # after the warm-ups (1 + 3 calls each)
+    blocks = [timed[k:k + 5] for k in range(0, len(timed), 5)]   # 1 lead-in + 4 timed
+    assert [blk[0] for blk in blocks] == list("abcbcacab")        # rotated every round
+    assert all(len(set(blk)) == 1 for blk in blocks)
+    log.clear()
+    bench._race(contestants, bench.Timing("call", rounds=2))
+    assert log == list("abc") + list("abcbca")
+    assert bench.Timing("call").rounds == 40 and bench.Timing().rounds == 10
+    for kwargs, word in (({"mode": "per-call"}, "interleave"), ({"rounds": 0}, "--repeat"),
+                         ({"settle": -1}, "--settle"), ({"block": 0}, "--block")):
+        with pytest.raises(ValueError, match=word):
+            bench.Timing(**kwargs)
