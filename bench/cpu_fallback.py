@@ -11,7 +11,8 @@ Timing (``--interleave``). The default, ``block``, times each contestant the way
 calls a kernel: back to back. A round gives every contestant one block of calls; before each
 block the bench sleeps ``--settle`` seconds so the previous contestant's threads go idle
 (OpenBLAS's worker keeps spinning on a CPU for about 0.12 s after numpy's last call, measured
-on this machine; onnxruntime's spinning is disabled; the LLVM pool's workers sleep after
+on this machine; onnxruntime's workers spin between the calls of its own block as they do in
+use, and sleep in ``call`` mode; the LLVM pool's workers sleep after
 0.5 ms), then calls the contestant untimed for ``--lead-ms`` (the CPUs need a few ms to get
 back to speed after a pause), then times at least ``--block`` calls and ``--block-ms`` of
 work, each call separately. The block order rotates from round to round so a burst of load
@@ -192,7 +193,7 @@ def _race(contestants, timing):
     return {name: (statistics.median(v), min(v)) for name, v in times.items()}
 
 
-def _ort_session(op, attrs, inputs, expected, threads):
+def _ort_session(op, attrs, inputs, expected, threads, spin=False):
     import onnxruntime as ort
     from onnx import helper
     names = [f"i{k}" if a is not None else "" for k, a in enumerate(inputs)]
@@ -206,8 +207,10 @@ def _ort_session(op, attrs, inputs, expected, threads):
                               opset_imports=[helper.make_opsetid("", 18 if op != "Gelu" else 20)])
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    # Idle onnxruntime workers otherwise spin and steal the CPU from the next measurement.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Per-call interleaving: idle onnxruntime workers would spin and steal the CPU from the
+    # next contestant, so they sleep. Blocks: they spin between back-to-back calls, as they do
+    # in use (the settle pause lets them go idle before the next contestant's block).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feeds = {n: np.asarray(a) for n, a in zip(names, inputs) if n}
     return lambda: sess.run(None, feeds)
@@ -224,7 +227,7 @@ def _plan(op, attrs, inputs, n_out):
     return node, plan
 
 
-def layout_cases(timing, threads):
+def layout_cases(timing, threads, spin=False):
     """The accelerator's activation packing (pynq-z1: BLOCK 16, batch 1) on a 64x56x56 int8
     map: compiled kernel vs ``compiler/layout.py`` (numpy) vs onnxruntime running the same
     rearrangement as Pad/Reshape/Transpose (pack) and Transpose/Reshape/Slice (unpack)."""
@@ -239,7 +242,7 @@ def layout_cases(timing, threads):
     cb = -(-shape[1] // cfg.block_in)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
 
     def session(nodes, inits, in_shape, out_shape):
         g = helper.make_graph(nodes, "layout",
@@ -336,6 +339,7 @@ def main(argv=None) -> int:
                         args.lead_ms)
     except ValueError as e:
         ap.error(str(e))
+    spin = args.interleave == "block"
     if args.threads:
         os.environ["PYVTA_THREADS"] = str(args.threads)
     from pyvta.runtime.cpu import numpy_ops
@@ -346,8 +350,8 @@ def main(argv=None) -> int:
     (first, st1), (second, st2) = compile_times(selected)
 
     print(f"CPU fallback kernels, timed by {timing.describe()}; {threads} thread(s) for "
-          f"LLVM and onnxruntime{' (and OpenBLAS)' if args.threads else ''}; "
-          f"numpy = runtime/cpu/numpy_ops.py; load average {os.getloadavg()[0]:.1f} on "
+          f"LLVM and onnxruntime{' (and OpenBLAS)' if args.threads else ''} (onnxruntime "
+          f"spinning {'on' if spin else 'off'}); numpy = runtime/cpu/numpy_ops.py; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
     print(f"{'kernel':30} {'llvm ms':>9} {'numpy ms':>9} {'ort ms':>9} {'numpy/llvm':>10} "
           f"{'(best)':>7} {'llvm/ort':>9} {'(best)':>7}  check")
@@ -378,10 +382,10 @@ def main(argv=None) -> int:
         got = [g.copy() for g in plan(ins)]
         ok = all(np.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want))
         t = _race({"llvm": lambda: plan(ins), "numpy": lambda: numpy_ops.run_node(node, ins),
-                   "ort": _ort_session(op, attrs, inputs, want, threads)}, timing)
+                   "ort": _ort_session(op, attrs, inputs, want, threads, spin)}, timing)
         row(label, t, ok)
     if not args.filter or "activation" in args.filter.lower():
-        for label, t, ok in layout_cases(timing, threads):
+        for label, t, ok in layout_cases(timing, threads, spin):
             row(label, t, ok)
     if vs_numpy:
         print(f"\nmedian speed-up over numpy: {statistics.median(vs_numpy):.2f}x "
