@@ -65,6 +65,16 @@ def pack_b(b: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(k, npad // _NR, _NR).transpose(1, 0, 2))
 
 
+def _fp32_kernel(bias: str):
+    """A kernel over ``C, A, B[, bias]`` (fp32) with the 8-wide FMA intrinsic declared:
+    ``(builder, C, A, B, Bias or None, vector type, fma)``."""
+    kb = KernelBuilder(3 + (bias != "none"))
+    C, A, B = kb.ptrs[:3]
+    vt = ir.VectorType(F32, _VEC)
+    return (kb, C, A, B, kb.ptrs[3] if bias != "none" else None, vt,
+            kb.intrinsic("llvm.fma.v8f32", vt, [vt, vt, vt]))
+
+
 def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: int = 1,
                 batch_strides=(0, 0, 0, 0)) -> Kernel:
     """``C[g] (M, Np) = A[g] (M, K) @ B[g] + bias`` for ``g < batch``, ``Np = padded_cols(N)``.
@@ -80,12 +90,8 @@ def render_gemm(M: int, N: int, K: int, a_strides, bias: str = "none", batch: in
     Np = padded_cols(N)
     sam, sak = a_strides
     sbc, sba, sbb, sbbias = batch_strides
-    kb = KernelBuilder(3 + (bias != "none"))
+    kb, C, A, B, Bias, vt, fma_v = _fp32_kernel(bias)
     b = kb.b
-    C, A, B = kb.ptrs[:3]
-    Bias = kb.ptrs[3] if bias != "none" else None
-    vt = ir.VectorType(F32, _VEC)
-    fma_v = kb.intrinsic("llvm.fma.v8f32", vt, [vt, vt, vt])
     full_tiles = M // _MR
     rest, start = [], full_tiles * _MR
     for size in (4, 2, 1):
@@ -249,12 +255,8 @@ def render_gemv(N: int, K: int, a_stride: int, bias: str = "none") -> Kernel:
     instead, so there are always eight FMA chains in flight) and writes C once.
     """
     full, last = _gemv_blocks(N)
-    kb = KernelBuilder(3 + (bias != "none"))
+    kb, C, A, B, Bias, vt, fma_v = _fp32_kernel(bias)
     b = kb.b
-    C, A, B = kb.ptrs[:3]
-    Bias = kb.ptrs[3] if bias != "none" else None
-    vt = ir.VectorType(F32, _VEC)
-    fma_v = kb.intrinsic("llvm.fma.v8f32", vt, [vt, vt, vt])
     zero = ir.Constant(vt, [0.0] * _VEC)
     prefetch = kb.intrinsic("llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
 
