@@ -64,7 +64,7 @@ from .core_errors import CoreError
 from .dma import ReadPortSignature
 from .isa import MemType, Opcode, insn_layout
 from .lanes import Lane
-from .loader import TileLoader, UopLoader
+from .loader import TileLoader, UopLoader, uops_per_word
 from .queues import SramReadSignature, SramWriteSignature, TokenPopSignature, TokenPushSignature
 from .scanner import Scanner, scan_layout
 
@@ -94,7 +94,8 @@ def acc_read_ports_for(cfg) -> int:
     need = sum(bram36_estimate(w * 8, d) for w, d in (
         (cfg.inp_elem_bytes, cfg.inp_depth), (cfg.wgt_elem_bytes, cfg.wgt_depth)))
     need += 2 * bram36_estimate(cfg.out_elem_bytes * 8, cfg.out_depth // 2)
-    need += UOP_COPIES * bram36_estimate(32, cfg.uop_depth)
+    upb = uops_per_word(cfg)
+    need += UOP_COPIES * bram36_estimate(32 * upb, cfg.uop_depth // upb)
     need += 4 * bram36_estimate(cfg.acc_elem_bytes * 8, half)
     return 2 if need <= 0.8 * cfg.fpga_resources["bram36"] else 1
 
@@ -173,15 +174,23 @@ class ComputeModule(wiring.Component):
         half = cfg.acc_depth // 2
 
         # --- micro-op buffer: one write port, a read port each for the scanner and the lanes ---
-        m.submodules.uop_mem = uop_mem = Memory(shape=32, depth=cfg.uop_depth, init=[])
-        uop_wr = uop_mem.write_port()
+        # Words of ``upb`` micro-ops with one write enable each, so a LOAD UOP writes a whole
+        # bus beat per cycle; a read selects its micro-op with the registered low index bits.
+        upb = uops_per_word(cfg)
+        lu = upb.bit_length() - 1
+        m.submodules.uop_mem = uop_mem = Memory(shape=32 * upb, depth=cfg.uop_depth // upb,
+                                                init=[])
+        uop_wr = uop_mem.write_port(granularity=32)
         m.submodules.scanner = scan = Scanner(cfg)
         m.submodules.lane_g = lg = Lane(cfg, "gemm", self._acc_ports)
         m.submodules.lane_a = la = Lane(cfg, "alu", self._acc_ports)
-        for client in (scan, lg, la):
+        for i, client in enumerate((scan, lg, la)):
             rp = uop_mem.read_port()
-            m.d.comb += [rp.addr.eq(client.uop_rd.addr), rp.en.eq(client.uop_rd.en),
-                         client.uop_rd.data.eq(rp.data)]
+            lo = Signal(lu, name=f"uop_rd_lo{i}")
+            with m.If(client.uop_rd.en):
+                m.d.sync += lo.eq(client.uop_rd.addr[:lu])
+            m.d.comb += [rp.addr.eq(client.uop_rd.addr[lu:]), rp.en.eq(client.uop_rd.en),
+                         client.uop_rd.data.eq(rp.data.word_select(lo, 32))]
         wiring.connect(m, wiring.flipped(self.cmd), scan.cmd)
         wiring.connect(m, wiring.flipped(self.inp_rd), lg.inp_rd)
         wiring.connect(m, wiring.flipped(self.wgt_rd), lg.wgt_rd)
@@ -194,7 +203,7 @@ class ComputeModule(wiring.Component):
         m.d.comb += [
             uop_ld.insn.eq(head.insn), acc_ld.insn.eq(head.insn),
             uop_wr.addr.eq(uop_ld.wr.addr), uop_wr.data.eq(uop_ld.wr.data),
-            uop_wr.en.eq(uop_ld.wr.en),
+            uop_wr.en.eq(uop_ld.wr_lanes),
         ]
         with m.If(sel_uop):
             m.d.comb += [

@@ -11,7 +11,9 @@ data, so several rows are outstanding while the data of earlier ones streams in.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, Mux
+import functools
+
+from amaranth import Cat, Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,7 +21,7 @@ from .dma import ReadPortSignature
 from .isa import MemType, insn_layout
 from .queues import SramWriteSignature
 
-__all__ = ["TileLoader", "UopLoader"]
+__all__ = ["TileLoader", "UopLoader", "uop_load_cycles", "uops_per_word"]
 
 
 def _log2(n: int) -> int:
@@ -173,25 +175,36 @@ class TileLoader(wiring.Component):
 class UopLoader(wiring.Component):
     """Executes one LOAD of micro-ops: ``y_size`` rows of ``x_size`` 4-byte words.
 
-    A DRAM row may start at any micro-op index: the request starts at the beat holding it
-    and the loader selects the micro-ops within each beat, one per cycle.
+    The micro-op buffer is organised in words of ``upb`` micro-ops (``upb`` = micro-ops per
+    bus beat: 2 on a 64-bit bus, 4 on a 128-bit one) with one write enable per micro-op, so
+    the loader writes several micro-ops per cycle. A DRAM row may start at any micro-op index:
+    the request starts at the beat holding it. Each cycle the loader writes the run of
+    micro-ops that lies both in the current beat and in one buffer word, i.e.
+    ``min(upb - d, upb - s, left)`` micro-ops, where ``d`` and ``s`` are the next micro-op's
+    positions within the beat and within the buffer word. When the DRAM and buffer indices
+    agree modulo ``upb`` (the compiler places micro-op kernels so) this is one whole beat per
+    cycle; otherwise up to two cycles per beat.
 
     Ports
     -----
     go, insn, idle, dma, dma_stall
         As :class:`TileLoader`.
-    wr : Out(SramWriteSignature(log2(uop depth), 32))
+    wr : Out(SramWriteSignature(log2(uop depth / upb), 32 * upb))
+        Word writes; ``wr_lanes`` selects the micro-ops of the word written.
+    wr_lanes : Out(upb)
     """
 
     def __init__(self, cfg):
         self._cfg = cfg
         self._layout = insn_layout(cfg).mem_layout
+        upb = uops_per_word(cfg)
         super().__init__({
             "go": In(1),
             "insn": In(self._layout),
             "idle": Out(1),
             "dma": Out(ReadPortSignature(cfg.axi_data_width)),
-            "wr": Out(SramWriteSignature(cfg.log_uop_depth, 32)),
+            "wr": Out(SramWriteSignature(cfg.log_uop_depth - _log2(upb), 32 * upb)),
+            "wr_lanes": Out(upb),
             "dma_stall": Out(1),
         })
 
@@ -200,7 +213,8 @@ class UopLoader(wiring.Component):
         cfg = self._cfg
         ab = cfg.axi_bytes
         log_ab = _log2(ab)
-        upb = ab // 4  # micro-ops per beat
+        upb = uops_per_word(cfg)
+        lu = _log2(upb)
         insn = self.insn
 
         stride = Signal(34)   # bytes
@@ -228,33 +242,45 @@ class UopLoader(wiring.Component):
         row_byte = Signal(34)
         cur = Signal(34)        # byte address of the next micro-op
         sram_addr = Signal(cfg.log_uop_depth)
-        data = self.dma.data.payload
-        if upb > 1:
-            sel = cur[2:log_ab]
-            word = data.word_select(sel, 32)
-            beat_end = sel == upb - 1
-        else:
-            word = data[:32]
-            beat_end = 1
-        last_in_row = left == 1
+        beat = self.dma.data.payload
+        d = cur[2:log_ab]                 # position of the next micro-op in the beat
+        s = sram_addr[:lu]                # ... and in the buffer word
+        # Micro-ops written this cycle: the rest of the beat, of the word and of the row.
+        room = Signal(range(upb + 1))
+        m.d.comb += room.eq(Mux(d > s, upb - d, upb - s))
+        n = Signal(range(upb + 1))
+        m.d.comb += n.eq(Mux(left < room, left, room))
+        # Buffer lane j takes beat word (j + d - s) mod upb.
+        rot = Signal(lu)
+        m.d.comb += rot.eq(d - s)
+        word = Signal(32 * upb)
+        with m.Switch(rot):
+            for r in range(upb):
+                with m.Case(r):
+                    m.d.comb += word.eq(Cat(beat.word_select((j + r) % upb, 32)
+                                            for j in range(upb)))
+        lanes = Signal(upb)
+        m.d.comb += lanes.eq(Cat((s <= j) & (j < s + n) for j in range(upb)))
+        last_in_row = n == left
         m.d.comb += [
-            self.wr.addr.eq(sram_addr),
+            self.wr.addr.eq(sram_addr[lu:]),
             self.wr.data.eq(word),
             self.wr.en.eq(active & self.dma.data.valid),
-            self.dma.data.ready.eq(active & (beat_end | last_in_row)),
+            self.wr_lanes.eq(Mux(active & self.dma.data.valid, lanes, 0)),
+            self.dma.data.ready.eq(active & ((d + n == upb) | last_in_row)),
             self.idle.eq(~active & ~req_active),
             self.dma_stall.eq((active & ~self.dma.data.valid)
                               | (req_active & ~self.dma.req.ready)),
         ]
         with m.If(active & self.dma.data.valid):
-            m.d.sync += sram_addr.eq(sram_addr + 1)
+            m.d.sync += sram_addr.eq(sram_addr + n)
             with m.If(last_in_row):
                 m.d.sync += [row_byte.eq(row_byte + stride), cur.eq(row_byte + stride),
                              left.eq(x_size), rows_left.eq(rows_left - 1)]
                 with m.If(rows_left == 1):
                     m.d.sync += active.eq(0)
             with m.Else():
-                m.d.sync += [cur.eq(cur + 4), left.eq(left - 1)]
+                m.d.sync += [cur.eq(cur + (n << 2)), left.eq(left - n)]
 
         with m.If(self.go & (insn.x_size != 0) & (insn.y_size != 0)):
             base = insn.dram_base << 2
@@ -265,3 +291,29 @@ class UopLoader(wiring.Component):
                 row_byte.eq(base), cur.eq(base), sram_addr.eq(insn.sram_base),
             ]
         return m
+
+
+def uops_per_word(cfg) -> int:
+    """Micro-ops per word of the micro-op buffer: one bus beat's worth (4-byte micro-ops; the
+    buffer holds at least 4)."""
+    return cfg.axi_bytes // 4
+
+
+def uop_load_cycles(upb: int, dram_idx: int, sram_idx: int, count: int) -> int:
+    """Cycles :class:`UopLoader` spends writing one row of ``count`` micro-ops read from DRAM
+    micro-op index ``dram_idx`` to buffer index ``sram_idx`` (given the data; shared with
+    the timing model)."""
+    return _uop_row_cycles(upb, dram_idx % upb, sram_idx % upb, count)
+
+
+@functools.lru_cache(maxsize=4096)
+def _uop_row_cycles(upb: int, d: int, s: int, count: int) -> int:
+    if d == s:  # aligned: one beat per cycle
+        return -(-(d + count) // upb)
+    cycles = 0
+    while count > 0:
+        n = min(upb - d, upb - s, count)
+        d, s, count, cycles = (d + n) % upb, (s + n) % upb, count - n, cycles + 1
+        if d == s:
+            return cycles + -(-(d + count) // upb) if count else cycles
+    return cycles

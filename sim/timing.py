@@ -15,10 +15,14 @@ micro-benchmarks, and ``bench/timing_accuracy.py`` checks the whole model):
 * DRAM (the AXI4 model of ``sim/rtl``): every read burst's first beat comes ``dram_latency``
   cycles after its address; the read channel (shared by fetch, load and compute) and the
   write channel each move one ``cfg.axi_bytes`` beat per cycle, or ``1 - stall/256`` of one
-  with random stalls of density ``dram_stall``. The AXI master grants ports round-robin, a
-  16-beat burst at a time, up to a 128-beat receive FIFO per port, and the memory answers in
-  grant order: a transfer first waits for the beats already granted to the others, then
-  shares the channel equally with them.
+  with random stalls of density ``dram_stall``. The AXI master grants the load and compute
+  ports round-robin, a 16-beat burst at a time, up to a 128-beat receive FIFO per port, and
+  the memory answers in grant order: a transfer first waits for the beats already granted to
+  the others, then shares the channel equally with them. (The RTL's master serves the fetch
+  port in the background: only when no other port asks, or after it waited
+  ``hw.top.FETCH_AGE`` cycles, with at most ``hw.top.FETCH_INFLIGHT`` beats in flight. The
+  model still gives the fetch an equal share, which makes it about 1 % pessimistic on
+  programs whose first loads compete with a long instruction read-ahead.)
 * Fetch: ``16 / axi_bytes`` beats per instruction, one dispatch per instruction's beats; it
   reads ahead as far as its receive FIFO and the command queues (``cfg.cmd_queue_depth``)
   allow, and its read-ahead competes for the read channel (a program's first loads wait for
@@ -35,7 +39,8 @@ micro-benchmarks, and ``bench/timing_accuracy.py`` checks the whole model):
   per cycle, into their lane once the other lane has nothing in flight on their banks;
   token pushes are deferred until everything dispatched before them has written its
   results; LOAD UOP/ACC and FINISH wait for both lanes to be empty, and a micro-op load
-  writes one micro-op per cycle. The bank sets come from the micro-ops in the DRAM image
+  writes a bus beat of micro-ops per cycle when the DRAM and buffer indices agree modulo the
+  micro-ops per beat (else a run per cycle: ``hw.loader.uop_load_cycles``). The bank sets come from the micro-ops in the DRAM image
   (``dram=``); without it every GEMM/ALU instruction counts as touching both banks.
 
 Not modelled: the token queues' capacity (a push never blocks; programs that keep more tokens
@@ -49,6 +54,7 @@ from dataclasses import dataclass, field
 
 from ..hw.config import HwConfig, load_config
 from ..hw.isa import INSN_BYTES, AluInsn, GemmInsn, MemInsn, MemType, Opcode, decode_program
+from ..hw.loader import uop_load_cycles
 from .lanes import ComputeLanes, UopShadow, bank_set, lane_of
 
 __all__ = ["TimingError", "InsnTiming", "ModuleTiming", "TimingReport", "TimingModel",
@@ -377,7 +383,14 @@ class TimingModel:
             beats += -(-(first + insn.x_size) // upb)
         if insn.y_size > 2:
             beats += (insn.y_size - 2) * (-(-(insn.x_size + upb - 1) // upb))
-        return beats, 0, max(insn.y_size * insn.x_size, _ROW_REQUEST_CYCLES * insn.y_size - 1,
+        # The loader writes up to a beat of micro-ops per cycle (see ``UopLoader``).
+        rows = insn.y_size if insn.y_size <= 2 * upb else upb  # the row pattern repeats
+        writes = sum(uop_load_cycles(upb, insn.dram_base + y * insn.x_stride,
+                                     insn.sram_base + y * insn.x_size, insn.x_size)
+                     for y in range(rows))
+        if rows < insn.y_size:
+            writes = writes * insn.y_size // rows
+        return beats, 0, max(writes, _ROW_REQUEST_CYCLES * insn.y_size - 1,
                              self._burst_bound(insn.y_size, -(-beats // insn.y_size)))
 
     def _burst_bound(self, rows: int, row_beats: int) -> int:
