@@ -95,9 +95,21 @@ class AxiMaster(wiring.Component):
     """
 
     def __init__(self, data_width: int = 64, n_read: int = 3, *, max_burst: int = 16,
-                 read_fifo_depth: int = 64, max_write_bursts: int = 8, addr_width: int = 32):
+                 read_fifo_depth: int = 64, max_write_bursts: int = 8, addr_width: int = 32,
+                 background: int | None = None, background_age: int = 64,
+                 background_inflight: int = 32):
         try:
             self._check(data_width, n_read, max_burst, read_fifo_depth)
+            if background is not None and not 0 <= background < n_read:
+                raise ValueError(f"background must be a read port index in [0, {n_read}), "
+                                 f"not {background!r}")
+            if background is not None and not max_burst <= background_inflight <= \
+                    read_fifo_depth:
+                raise ValueError(f"background_inflight must be in [max_burst, "
+                                 f"read_fifo_depth] = [{max_burst}, {read_fifo_depth}], not "
+                                 f"{background_inflight!r}")
+            if background is not None and background_age < 1:
+                raise ValueError(f"background_age must be at least 1, not {background_age!r}")
         except ValueError:
             # Rejected before it could be elaborated: not an "unused elaboratable".
             self._MustUse__used = True
@@ -107,6 +119,9 @@ class AxiMaster(wiring.Component):
         self._max_burst = max_burst
         self._fifo_depth = read_fifo_depth
         self._max_wbursts = max_write_bursts
+        self._background = background
+        self._bg_age = background_age
+        self._bg_inflight = background_inflight
         self._id_width = max(1, (n_read - 1).bit_length())
         members = {
             "bus": Out(Axi4Signature(addr_width=addr_width, data_width=data_width,
@@ -225,18 +240,42 @@ class AxiMaster(wiring.Component):
         m.d.comb += [bus.rready.eq(rready),
                      self.read_error.eq(bus.rvalid & rready & bus.rresp[1])]
 
-        # Round-robin arbitration among eligible ports, starting after the last winner.
+        # Round-robin arbitration among eligible ports, starting after the last winner. A
+        # background port (the instruction fetch) only wins when no other port is eligible,
+        # or once it has waited ``background_age`` cycles, and keeps at most
+        # ``background_inflight`` beats granted but not yet received, so the bursts it reads
+        # ahead never hold a data transfer back by more than that at the memory.
+        bg = self._background
+        if bg is not None:
+            age = Signal(range(self._bg_age + 1), name="bg_age")
+            inflight = Signal(range(self._fifo_depth + 1), name="bg_inflight")
+            arrived = bus.rvalid & rready & (bus.rid == bg)
+            m.d.sync += inflight.eq(inflight + Mux(grant[bg], length[bg], 0) - arrived)
+            bg_ok = Signal(name="bg_ok")
+            m.d.comb += bg_ok.eq(eligible[bg] & (inflight + length[bg] <= self._bg_inflight))
+            others = Signal(name="others_eligible")
+            m.d.comb += others.eq(Cat(eligible[i] for i in range(n) if i != bg).any())
+            with m.If(grant[bg] | ~bg_ok):
+                m.d.sync += age.eq(0)
+            with m.Elif(ar_free & (age != self._bg_age)):
+                m.d.sync += age.eq(age + 1)
+            bg_turn = bg_ok & (~others | (age == self._bg_age))
         last = Signal(range(n), init=n - 1)
         with m.If(ar_free):
-            with m.Switch(last):
-                for lst in range(n):
-                    with m.Case(lst):
-                        order = [(lst + k) % n for k in range(1, n + 1)]
-                        with m.If(eligible[order[0]]):
-                            m.d.comb += grant[order[0]].eq(1)
-                        for j in order[1:]:
-                            with m.Elif(eligible[j]):
-                                m.d.comb += grant[j].eq(1)
+            if bg is not None:
+                with m.If(bg_turn):
+                    m.d.comb += grant[bg].eq(1)
+            with (m.Else() if bg is not None else m.If(1)):
+                with m.Switch(last):
+                    for lst in range(n):
+                        with m.Case(lst):
+                            order = [(lst + k) % n for k in range(1, n + 1)
+                                     if (lst + k) % n != bg]
+                            with m.If(eligible[order[0]]):
+                                m.d.comb += grant[order[0]].eq(1)
+                            for j in order[1:]:
+                                with m.Elif(eligible[j]):
+                                    m.d.comb += grant[j].eq(1)
         for i in range(n):
             with m.If(grant[i]):
                 m.d.sync += [ar_valid.eq(1), ar_addr.eq(addr[i]), ar_len.eq(length[i] - 1),

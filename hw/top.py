@@ -24,7 +24,8 @@ from .config import HwConfig, load_config
 from .core import Core
 from .regmap import counter_registers, register_map
 
-__all__ = ["Accelerator", "READ_PORTS", "MAX_BURST", "READ_FIFO_DEPTH"]
+__all__ = ["Accelerator", "READ_PORTS", "MAX_BURST", "READ_FIFO_DEPTH", "FETCH_AGE",
+           "FETCH_INFLIGHT"]
 
 #: DMA read ports in AXI ID order.
 READ_PORTS = ("fetch_dma", "load_dma", "compute_dma")
@@ -33,6 +34,11 @@ MAX_BURST = 16
 #: Receive FIFO per read port, in beats: bounds the reads in flight per port and so the DRAM
 #: latency that is hidden (128 beats = 8 bursts).
 READ_FIFO_DEPTH = 128
+#: The instruction fetch reads in the background: it gets the read channel when neither the
+#: load nor the compute module asks for it, or after waiting this many cycles ...
+FETCH_AGE = 64
+#: ... and keeps at most this many beats requested but not yet received.
+FETCH_INFLIGHT = 32
 
 
 def _flat_members(prefix: str, signature: wiring.Signature, flip: bool) -> dict:
@@ -72,7 +78,10 @@ class Accelerator(wiring.Component):
         m.submodules.core = core = Core(cfg)
         m.submodules.axi = axi = AxiMaster(cfg.axi_data_width, len(READ_PORTS),
                                            max_burst=MAX_BURST,
-                                           read_fifo_depth=READ_FIFO_DEPTH)
+                                           read_fifo_depth=READ_FIFO_DEPTH,
+                                           background=READ_PORTS.index("fetch_dma"),
+                                           background_age=FETCH_AGE,
+                                           background_inflight=FETCH_INFLIGHT)
         m.submodules.regs = regs = AxiLiteRegisters(self._regmap)
 
         for i, name in enumerate(READ_PORTS):

@@ -15,10 +15,14 @@ def _word(addr, nbytes):
                                 for a in range(addr, addr + nbytes)), "little")
 
 
-def run_axi(seed, data_width=64, n_read=3, max_burst=16, n_req=6, stall=0.3, bad_addr=None):
+def run_axi(seed, data_width=64, n_read=3, max_burst=16, n_req=6, stall=0.3, bad_addr=None,
+            background=None, ar_log=None, rand_req=None):
     rng = random.Random(seed)
     nbytes = data_width // 8
-    dut = AxiMaster(data_width, n_read, max_burst=max_burst, read_fifo_depth=max(32, max_burst))
+    extra = {} if background is None else dict(background=background, background_age=24,
+                                                background_inflight=max_burst)
+    dut = AxiMaster(data_width, n_read, max_burst=max_burst, read_fifo_depth=max(32, max_burst),
+                    **extra)
     bus = dut.bus
     written = {}
     errors = []
@@ -34,11 +38,12 @@ def run_axi(seed, data_width=64, n_read=3, max_burst=16, n_req=6, stall=0.3, bad
         if addr // BOUNDARY_BYTES != (addr + length * nbytes - 1) // BOUNDARY_BYTES:
             errors.append(f"{kind} burst at {addr:#x} x{length} crosses 4 KiB")
 
-    def rand_req():
+    def default_req():
         beats = rng.choice([1, 2, 3, 17, 40, rng.randrange(1, 200)])
         addr = rng.randrange(0, 1 << 16) * nbytes + rng.choice([0, BOUNDARY_BYTES - 3 * nbytes])
         return addr, beats
 
+    rand_req = rand_req or default_req
     ar_queue = {i: [] for i in range(n_read)}
     aw_queue = []
 
@@ -51,6 +56,8 @@ def run_axi(seed, data_width=64, n_read=3, max_burst=16, n_req=6, stall=0.3, bad
             if valid and rdy:
                 check_burst(addr, ln + 1, "read")
                 ar_queue[rid].append([addr, ln + 1])
+                if ar_log is not None:
+                    ar_log.append(rid)
 
     async def r_slave(ctx):
         cur = None
@@ -223,3 +230,29 @@ def test_axi_master_bad_parameters():
         AxiMaster(64, 3, max_burst=32, read_fifo_depth=16)
     with pytest.raises(ValueError, match="data_width"):
         AxiMaster(48, 3)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_axi_master_background_port_random(seed):
+    """A background (fetch) port changes only the order of grants, never the data."""
+    run_axi(seed, background=0)
+
+
+def test_axi_master_background_port_yields_but_is_not_starved():
+    """Both ports ask at once: the other port's bursts go first; the background port still
+    gets every burst it asked for (the data checks of ``run_axi``)."""
+    logs = {}
+    for bg in (None, 0):
+        logs[bg] = []
+        run_axi(6, n_read=2, n_req=3, stall=0.0, background=bg, ar_log=logs[bg],
+                rand_req=lambda: (0, 160))
+    assert logs[None][:2] == [0, 1]      # round-robin: port 0 first
+    assert logs[0][:2] == [1, 1]         # background: port 1 twice before port 0
+    assert logs[0].count(0) == logs[None].count(0) == 30
+
+
+def test_axi_master_bad_background():
+    with pytest.raises(ValueError, match="background must be a read port index"):
+        AxiMaster(64, 3, background=3)
+    with pytest.raises(ValueError, match="background_inflight"):
+        AxiMaster(64, 3, background=0, background_inflight=8)
