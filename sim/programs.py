@@ -22,6 +22,11 @@ for any preset and any ``M, K, N``:
   with its write-stage bypass, does not need: see ``_group``).
 * Tile sizes are chosen by a small event model of the three modules (load, compute, store) that
   counts DMA bytes on the configured AXI width; pass ``tile=(mt, nt, kc)`` to force them.
+* When the whole input matrix fits the INP buffer and the whole weight matrix the WGT buffer
+  (with two threads), the "resident" schedule of ``sim/gemm_resident.py`` loads each operand
+  once and streams the reduction of a top block column by column; ``tile=None`` builds both
+  and keeps the one the timing model (``sim.timing``) finds faster, ``tile="resident"`` or
+  ``tile="tiled"`` forces one.
 
 Compute passes per output tile: one reset (GEMM ``reset_reg``) plus one ALU pass per requested
 operation (SHR, MIN, MAX); each pass visits every accumulator element of the tile once. A bias
@@ -47,6 +52,7 @@ from ..compiler.builder import ProgramBuilder
 from ..hw.config import HwConfig, load_config
 from ..hw.isa import LOOP_ITER_WIDTH, AluOp, MemInsn, MemType, Opcode, Uop, encode_uops
 from .dram import Dram
+from . import gemm_resident
 from .gemm_plan import _ceil_div, _choose_tiling, _estimate, _plan
 
 __all__ = ["ProgramError", "GemmTiling", "GemmProgram", "gemm_program", "numpy_reference",
@@ -140,7 +146,8 @@ class GemmTiling:
 
     ``mt``, ``nt``, ``kc`` are in elements (BATCH rows, BLOCK_OUT columns, BLOCK_IN columns).
     ``order`` is ``"nm"`` (output-column tiles outer, weights stay loaded across row tiles) or
-    ``"mn"`` (row tiles outer). ``est_cycles`` is the model's whole-program estimate and
+    ``"mn"`` (row tiles outer), or ``"resident"`` for the resident schedule (``mt``: its top
+    block's rows). ``est_cycles`` is the model's whole-program estimate and
     ``ideal_cycles`` the GEMM work at one micro-op per cycle.
     """
     mt: int
@@ -256,8 +263,11 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     threads : 1 or 2
         Virtual threads: 2 double-buffers every on-chip buffer and overlaps load, compute and
         store with dependency tokens; 1 runs them one after the other.
-    tile : (mt, nt, kc[, order[, wgt_resident[, inp_resident[, ramp[, split_last]]]]]), optional
-        Force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN),
+    tile : "resident", "tiled" or (mt, nt, kc[, order[, wgt_resident[, inp_resident[, ramp[, split_last]]]]]), optional
+        ``None`` (default): the faster of the resident schedule (where it applies) and the
+        tiled plan, by the timing model. ``"resident"``: the resident schedule (an error if
+        the operands do not fit on chip whole). ``"tiled"``: the tiled plan's search. A tuple:
+        force the tile size in elements (rows of BATCH, columns of BLOCK_OUT, BLOCK_IN),
         optionally the tile order (``"nm"``: column tiles outer, ``"mn"``: row tiles outer)
         and whether every weight (input) chunk keeps its own place in the WGT (INP) buffer
         (loaded once; needs the whole matrix to fit), whether the K chunks start with 1 and
@@ -302,6 +312,8 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         raise ProgramError(f"threads must be 1 or 2, not {threads!r}")
     if bias_mode not in ("auto", "gemm", "alu"):
         raise ProgramError(f"bias_mode must be 'auto', 'gemm' or 'alu', not {bias_mode!r}")
+    if tile is None:
+        return _best_of(cfg, (a, w, bias, shift, clip, threads), dram, bias_mode)
     k_user = k
     if bias is not None and bias_mode != "alu":
         digits = _bias_digits(cfg, bias)
@@ -331,6 +343,20 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         alu_ops += [(AluOp.MIN, int(clip[1])), (AluOp.MAX, int(clip[0]))]
     post_ops = [op for op in alu_ops if op is not None]
 
+    if isinstance(tile, str) and tile == "resident":
+        if not gemm_resident.fits(cfg, mb, nb, kb, bias is not None, threads):
+            raise ProgramError("the resident schedule needs two threads, the whole input "
+                               "matrix in INP, the whole weight matrix in WGT and a "
+                               "full-width output row in a quarter of ACC")
+        try:
+            return _resident_program(cfg, a, w, bias, k_user, post_ops, dram, mb, nb, kb)
+        except gemm_resident.DoesNotFit as e:
+            raise ProgramError(str(e)) from None
+    if isinstance(tile, str) and tile == "tiled":
+        tile = None
+    elif isinstance(tile, str):
+        raise ProgramError(f"tile must be None, 'resident', 'tiled' or (mt, nt, kc, ...), "
+                           f"not {tile!r}")
     if tile is None:
         chosen = _choose_tiling(cfg, mb, nb, kb, slots, len(post_ops), bias is not None,
                                 (inp_cap, wgt_cap, acc_cap, uop_cap, cfg.wgt_depth,
@@ -605,21 +631,88 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     body.sync("compute", pop_next_dep=True)  # the last store has drained
     body.finish()
 
+    _load_uops_first(cfg, b, body, uops, own_dram)
+    written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
+    return GemmProgram(b, cfg, m, k_user, n, out_elem, tiling, written, k_blocks=kb)
+
+
+def _best_of(cfg, args, dram, bias_mode) -> GemmProgram:
+    """``gemm_program`` with ``tile=None``: the tiled search's plan, or the resident schedule
+    when it applies and the timing model (``sim.timing``) says it is faster."""
+    a, w, bias, shift, clip, threads = args
+    tiled = gemm_program(cfg, a, w, bias, shift, clip, threads, "tiled", None, bias_mode)
+    kb = tiled.k_blocks
+    mb, nb = _ceil_div(tiled.m, cfg.batch), _ceil_div(tiled.n, cfg.block_out)
+    alu_bias = bias is not None and kb == _ceil_div(tiled.k, cfg.block_in)
+    if not gemm_resident.fits(cfg, mb, nb, kb, alu_bias, threads):
+        return tiled if dram is None else gemm_program(cfg, a, w, bias, shift, clip, threads,
+                                                       "tiled", dram, bias_mode)
+    try:
+        res = gemm_program(cfg, a, w, bias, shift, clip, threads, "resident", None, bias_mode)
+    except ProgramError:
+        res = None
+    if res is None:
+        return tiled if dram is None else gemm_program(cfg, a, w, bias, shift, clip, threads,
+                                                       "tiled", dram, bias_mode)
+    # Both measured by the same (calibrated) timing model.
+    best = tiled if _program_cycles(cfg, tiled.builder) <= res.tiling.est_cycles else res
+    if dram is None:
+        return best
+    mode = "resident" if best is res else "tiled"
+    return gemm_program(cfg, a, w, bias, shift, clip, threads, mode, dram, bias_mode)
+
+
+def _program_cycles(cfg, builder) -> int:
+    """The timing model's cycles for a built program (its DRAM image holds the micro-ops)."""
+    from .timing import estimate_cycles
+    return estimate_cycles(cfg, builder.encode(), dram=builder.dram).cycles
+
+
+def _resident_program(cfg, a, w, bias, k_user, post_ops, dram, mb, nb, kb) -> GemmProgram:
+    """Build the resident schedule (see ``sim/gemm_resident.py``)."""
+    m, n = a.shape[0], w.shape[0]
+    a_t, w_t = pack_inp(cfg, a), pack_wgt(cfg, w)
+    own_dram = dram is None
+    if own_dram:
+        need = a_t.nbytes + w_t.nbytes + mb * nb * cfg.out_elem_bytes + 4 * cfg.uop_depth
+        if bias is not None:
+            need += nb * cfg.acc_elem_bytes
+        dram = Dram(need + 8 * 4096)
+    b = ProgramBuilder(cfg, dram)
+    a_elem = b.put(MemType.INP, a_t)
+    w_elem = b.put(MemType.WGT, w_t)
+    bias_elem = b.put(MemType.ACC, pack_acc_rows(cfg, bias)) if bias is not None else None
+    out_elem = b.reserve(MemType.OUT, mb * nb)
+    rows = gemm_resident.plan_rows(mb)
+    body = ProgramBuilder(cfg, dram)
+    uops: list[Uop] = []
+    gemm_resident.build(cfg, body, uops, mb=mb, nb=nb, kb=kb, rows=rows, a_elem=a_elem,
+                        w_elem=w_elem, bias_elem=bias_elem, out_elem=out_elem,
+                        post_ops=post_ops, has_bias=bias is not None, **gemm_resident.DEFAULTS)
+    _load_uops_first(cfg, b, body, uops, own_dram, push_to_load=True)
+    ideal = mb * nb * _ceil_div(k_user, cfg.block_in)
+    tiling = GemmTiling(rows[0], nb, 1, "resident", 2, _program_cycles(cfg, b), ideal,
+                        (mb * kb * cfg.inp_elem_bytes + nb * kb * cfg.wgt_elem_bytes))
+    written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
+    return GemmProgram(b, cfg, m, k_user, n, out_elem, tiling, written, k_blocks=kb)
+
+
+def _load_uops_first(cfg, b, body, uops, own_dram, push_to_load=False):
+    """Place the micro-ops in DRAM, emit their LOAD ahead of ``body``'s instructions into
+    ``b`` and trim an image the builder owns to what was placed."""
     if len(uops) > cfg.uop_depth:
         raise ProgramError(f"the GEMM needs {len(uops)} micro-ops, more than the "
                            f"{cfg.uop_depth} the UOP buffer holds")
     blob = np.frombuffer(encode_uops(uops, cfg), np.uint8)
     uop_elem = b.put(MemType.UOP, blob)
     b.emit(MemInsn(opcode=Opcode.LOAD, memory_type=MemType.UOP, sram_base=0, dram_base=uop_elem,
-                   y_size=1, x_size=len(uops), x_stride=len(uops)))
+                   y_size=1, x_size=len(uops), x_stride=len(uops), push_prev_dep=push_to_load))
     b.insns.extend(body.insns)
     if own_dram:
         # Trim the image to what was placed (keeps raw images small for RTL DRAM models).
         end = uop_elem * cfg.uop_elem_bytes + blob.size  # the micro-ops were placed last
         used = -(-(end - b.dram.base) // 4096) * 4096
         b.dram = Dram(base=b.dram.base, data=b.dram.mem[:used].tobytes())
-    written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
-    return GemmProgram(b, cfg, m, k_user, n, out_elem, tiling, written, k_blocks=kb)
 
 
 # ------------------------------------------------------------------------------------------------

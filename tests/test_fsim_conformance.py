@@ -363,7 +363,8 @@ def test_gemm_program_structure():
     (dict(clip=(5, 1)), r"clip must be \(lo, hi\) with -128 <= lo <= hi <= 127"),
     (dict(threads=3), r"threads must be 1 or 2, not 3"),
     (dict(tile=(0, 1, 1)), r"tile mt must be at least 1, not 0"),
-    (dict(tile="big"), r"tile must be three integers"),
+    (dict(tile="big"), r"tile must be None, .resident., .tiled. or \(mt, nt, kc, ...\), not .big."),
+    (dict(tile=(1,)), r"tile must be three integers"),
     (dict(tile=(1, 1, 1, "km")), r"tile order must be 'nm' or 'mn', not 'km'"),
     (dict(bias_mode="fast"), r"bias_mode must be 'auto', 'gemm' or 'alu', not 'fast'"),
     (dict(bias=np.full(4, 1 << 20, np.int32), bias_mode="gemm"),
@@ -425,3 +426,43 @@ def test_conformance_suite_runs(cfg):
     small = [name for name, _ in conformance_suite(cfg, large=False)]
     assert "gemm_128_bias_shift_clip_2thread" in names and \
         "gemm_128_bias_shift_clip_2thread" not in small
+
+
+# ------------------------------------------------------------------------------------------------
+# sim/gemm_resident.py: the "everything on chip" schedule
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(128, 128, 128), (40, 64, 48), (3, 40, 33), (17, 16, 64)])
+def test_gemm_resident_schedule_matches_numpy(shape):
+    cfg = load_config("pynq-z1")
+    rng = np.random.default_rng(sum(shape))
+    m, k, n = shape
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    bias = rng.integers(-4096, 4096, n).astype(np.int32)
+    prog = gemm_program(cfg, a, w, bias, shift=8, clip=(0, 127), tile="resident",
+                        bias_mode="alu")
+    assert prog.tiling.order == "resident"
+    FunctionalSimulator(cfg, prog.dram).run(prog.encode())
+    np.testing.assert_array_equal(prog.read_output(), numpy_reference(a, w, bias, 8, (0, 127)))
+
+
+def test_gemm_program_picks_the_resident_schedule_for_128():
+    """128^3 with bias, shift, clip (the bench's program): the model finds the resident
+    schedule faster than the tiled plan; a GEMM too big for the buffers stays tiled."""
+    cfg = load_config("pynq-z1")
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (128, 128), dtype=np.int8)
+    bias = rng.integers(-4096, 4096, 128).astype(np.int32)
+    prog = gemm_program(cfg, a, a, bias, shift=8, clip=(0, 127), bias_mode="alu")
+    assert prog.tiling.order == "resident"
+    big = np.zeros((4096, 64), np.int8)
+    assert gemm_program(cfg, big, a[:, :64], threads=2).tiling.order != "resident"
+
+
+def test_gemm_resident_schedule_refuses_what_does_not_fit():
+    from pyvta.sim.programs import ProgramError
+    a = np.zeros((4096, 64), np.int8)
+    with pytest.raises(ProgramError, match="resident schedule needs two threads"):
+        gemm_program("pynq-z1", a, a[:64], tile="resident")
+    with pytest.raises(ProgramError, match="resident schedule needs two threads"):
+        gemm_program("pynq-z1", a[:64], a[:64], tile="resident", threads=1)
