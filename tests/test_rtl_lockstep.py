@@ -91,14 +91,16 @@ def check(case: Case, res, cfg, *, counters=True):
         assert res.cycles > 0
 
 
-def gemm_case(cfg, rng, m, k, n, threads, name=None, **timing):
+def gemm_case(cfg, rng, m, k, n, threads, name=None, tile=None, bias_mode="auto", **timing):
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     w = rng.integers(-128, 128, (n, k), dtype=np.int8)
     bias = rng.integers(-3000, 3000, n).astype(np.int32)
     shift = int(rng.integers(0, 12))
     clip = [None, (-128, 127), (0, 127)][int(rng.integers(0, 3))]
-    p = gemm_program(cfg, a, w, bias=bias, shift=shift, clip=clip, threads=threads)
-    return Case(name or f"gemm {m}x{k}x{n} t{threads}", cfg, p.encode(), p.dram, p.written,
+    p = gemm_program(cfg, a, w, bias=bias, shift=shift, clip=clip, threads=threads, tile=tile,
+                     bias_mode=bias_mode)
+    return Case(name or f"gemm {m}x{k}x{n} t{threads} {p.tiling.order}", cfg, p.encode(),
+                p.dram, p.written,
                 **timing)
 
 
@@ -177,6 +179,8 @@ def test_rtl_default_config_verilator():
     cases = [gemm_case(cfg, rng, 128, 128, 128, 2, latency=20),
              gemm_case(cfg, rng, 49, 200, 70, 1, latency=50, stall=100, seed=9),
              gemm_case(cfg, rng, 100, 64, 48, 2, latency=3, stall=200, seed=11),
+             gemm_case(cfg, rng, 40, 64, 48, 2, tile="resident", bias_mode="alu", latency=11,
+                       stall=120, seed=3),
              alu_case(cfg, rng, [(AluOp.MAX, 0), (AluOp.MIN, 127)], lo=-256, hi=256,
                       latency=7, stall=60, seed=5),
              pad_case(cfg, rng, (1, 1, 1, 1), MemType.INP, latency=9, stall=90, seed=13)]
