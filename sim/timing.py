@@ -18,11 +18,11 @@ micro-benchmarks, and ``bench/timing_accuracy.py`` checks the whole model):
   with random stalls of density ``dram_stall``. The AXI master grants the load and compute
   ports round-robin, a 16-beat burst at a time, up to a 128-beat receive FIFO per port, and
   the memory answers in grant order: a transfer first waits for the beats already granted to
-  the others, then shares the channel equally with them. (The RTL's master serves the fetch
-  port in the background: only when no other port asks, or after it waited
-  ``hw.top.FETCH_AGE`` cycles, with at most ``hw.top.FETCH_INFLIGHT`` beats in flight. The
-  model still gives the fetch an equal share, which makes it about 1 % pessimistic on
-  programs whose first loads compete with a long instruction read-ahead.)
+  the others, then shares the channel equally with them. The fetch port is served in the
+  background: only when no other port asks, or after it waited ``hw.top.FETCH_AGE`` cycles
+  (so it keeps ``16 / (16 + FETCH_AGE)`` of a busy channel), and with at most
+  ``hw.top.FETCH_INFLIGHT`` of its beats granted ahead of a data burst. (The first pass
+  shares equally; the refinement passes apply the priority.)
 * Fetch: ``16 / axi_bytes`` beats per instruction, one dispatch per instruction's beats; it
   reads ahead as far as its receive FIFO and the command queues (``cfg.cmd_queue_depth``)
   allow, and its read-ahead competes for the read channel (a program's first loads wait for
@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from ..hw.config import HwConfig, load_config
 from ..hw.isa import INSN_BYTES, AluInsn, GemmInsn, MemInsn, MemType, Opcode, decode_program
 from ..hw.loader import uop_load_cycles
+from ..hw.top import FETCH_AGE, FETCH_INFLIGHT
 from .lanes import ComputeLanes, UopShadow, bank_set, lane_of
 
 __all__ = ["TimingError", "InsnTiming", "ModuleTiming", "TimingReport", "TimingModel",
@@ -125,6 +126,10 @@ class _Constants:
 CONSTANTS = _Constants()
 #: Beats per AXI burst (``hw/top.MAX_BURST``).
 _BURST_BEATS = 16
+#: The fetch port's floor share of a busy read channel: one burst per ``FETCH_AGE`` cycles of
+#: waiting (``hw/top.py``), and its beats in flight at the memory.
+_FETCH_MIN_SHARE = _BURST_BEATS / (_BURST_BEATS + FETCH_AGE)
+_FETCH_INFLIGHT = FETCH_INFLIGHT
 #: Read bursts the DRAM model holds between address and data (its 16-entry address queue
 #: plus the bursts in the AXI master's and the model's pipeline registers), and the cycles
 #: a burst's slot is held beyond the latency. Measured: rows of 1 to 4 beats at latencies
@@ -761,25 +766,35 @@ def _share_delays(transfers, window: int) -> dict:
     now = 0.0
     i = 0
     eps = 1e-9
+
+    def background(key):
+        return isinstance(key, tuple) and key[0] == "fetch"
+
     while i < len(order) or active:
         if not active:
             now = max(now, order[i][1])
-        serving = [r for r in active.values() if r[1] <= eps]
+        serving = [k for k, r in active.items() if r[1] <= eps]
         if active and not serving:  # nothing ahead is left: stop waiting
             for r in active.values():
                 r[1] = 0.0
-            serving = list(active.values())
-        share = len(serving)
+            serving = list(active)
+        # Rates: the fetch (background) gets what the others leave, but at least one burst
+        # per age limit while they stream; the others share the rest equally.
+        fg = [k for k in serving if not background(k)]
+        bg = [k for k in serving if background(k)]
+        bg_total = (_FETCH_MIN_SHARE if fg else 1.0) if bg else 0.0
+        rate = {k: (1.0 - bg_total) / len(fg) for k in fg}
+        rate.update({k: bg_total / len(bg) for k in bg})
         # Next event: an arrival, a transfer finishing, or a waiting one reaching the front.
         t_next = order[i][1] if i < len(order) else float("inf")
         if serving:
-            t_next = min(t_next, now + min(r[0] for r in serving) * share)
+            t_next = min(t_next, now + min(active[k][0] / rate[k] for k in serving))
             waits = [r[1] for r in active.values() if r[1] > eps]
             if waits:
                 t_next = min(t_next, now + min(waits))
             dt = t_next - now
-            for r in serving:
-                r[0] -= dt / share
+            for k in serving:
+                active[k][0] -= dt * rate[k]
             for r in active.values():
                 if r[1] > eps:
                     r[1] -= dt
@@ -789,7 +804,11 @@ def _share_delays(transfers, window: int) -> dict:
             delays[key] = max(0, int(round(now - arrival - beats)))
         while i < len(order) and order[i][1] <= now:
             key, arrival, beats = order[i]
-            ahead = sum(min(r[0], window) for r in active.values())
+            if background(key):
+                ahead = sum(min(r[0], window) for r in active.values())
+            else:   # at most FETCH_INFLIGHT fetch beats are granted ahead of a data burst
+                ahead = sum(min(r[0], _FETCH_INFLIGHT if background(k) else window)
+                            for k, r in active.items())
             active[key] = [float(beats), ahead, arrival, beats]
             i += 1
     return delays
