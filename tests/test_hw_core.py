@@ -461,3 +461,23 @@ def test_lane_rejects_bad_kind():
     from pyvta.hw.lanes import Lane
     with pytest.raises(ValueError, match="kind must be 'gemm' or 'alu'"):
         Lane(TINY, "vector", 1)
+
+
+def test_uop_load_writes_a_beat_per_cycle_when_aligned():
+    """LOAD UOP of 64 micro-ops: DRAM and buffer indices aligned (a whole 64-bit beat, two
+    micro-ops, per cycle) against misaligned by one (one micro-op per cycle); both correct."""
+    from pyvta.hw.loader import uop_load_cycles
+    cycles = {}
+    for sram in (0, 1):
+        b = _builder()
+        kernel = b.uop_kernel([(i % 8, 0, 0) for i in range(64)])
+        b.load_uops(kernel, sram)
+        out_addr = b.reserve(MemType.OUT, 8)
+        acc = b.put(MemType.ACC, np.arange(8 * TINY.batch * TINY.block_out, dtype=np.int32))
+        b.load(MemType.ACC, 0, acc, 1, 8)
+        b.alu(AluOp.ADD, (sram, sram + 64), imm=1, push_next_dep=True)
+        b.store(0, out_addr, 1, 8, pop_prev_dep=True, push_prev_dep=True)
+        b.finish(pop_next_dep=True)
+        cycles[sram] = run_both(b).cycles
+    assert uop_load_cycles(2, 0, 0, 64) == 32 and uop_load_cycles(2, 0, 1, 64) == 64
+    assert cycles[1] - cycles[0] >= 28, cycles
