@@ -12,7 +12,8 @@ need. The schedule:
   exposed (tile 1's runs beside tile 0's first GEMM); each input column feeds both tiles, so
   the loads keep pace. The weights stay resident (K-major) for the rest.
 * **Full tiles.** The remaining rows are cut into full-width tiles whose inputs load in one
-  contiguous burst each and whose GEMM is one instruction over the whole reduction. They
+  contiguous burst each and whose GEMMs cover the whole reduction, in row pieces of at most
+  ``gemm_max`` cycles (a compute->store push waits for the GEMM in flight). They
   alternate between the banks starting with bank 1, so the top tiles' ALU epilogues (bank 0
   first) run beside the first full tiles' GEMMs. Each bank holds the top tile, two regions
   for full tiles and a copy of the bias (the two copies are adjacent: one LOAD writes both).
@@ -24,7 +25,9 @@ need. The schedule:
 * Every tile is stored as it finishes (in row parts, so a part's store overlaps the next
   part's passes); a full-width tile is one contiguous run.
 
-:func:`plan` picks the tile sizes with the timing model (``sim.timing``).
+:func:`plan_rows` cuts the rows and :data:`DEFAULTS` holds the other parameters, both
+picked by measuring candidates on the RTL (``docs/hardware.md``); ``gemm_program`` builds this
+schedule and the tiled plan and keeps whichever the timing model finds faster.
 """
 
 from __future__ import annotations
@@ -41,8 +44,6 @@ class DoesNotFit(ValueError):
 
 #: Regions per bank for the full tiles (beside the top tile).
 _REGIONS = 2
-#: Cycles a DMA instruction costs beyond its beats (request, latency, tail; estimate).
-_LOAD_OVERHEAD = 30
 
 
 @dataclass(frozen=True)
@@ -238,14 +239,13 @@ def build(cfg, body, uops_out: list, *, mb, nb, kb, rows, a_elem, w_elem, bias_e
     order_g += [(si, i) for i in range(top) for si in range(lead, len(steps))]
     for si, i in order_g:
         c0, n = steps[si]
-        if True:
-            t = tiles[i]
-            # One micro-op per reduction column of the step; the loops run over the rows
-            # (outer) and the tile's output blocks (inner: next accumulator, next weight).
-            k = kernel(("gs", t.base, c0, n, t.m0, t.n0), lambda t=t, c0=c0, n=n: [
-                Uop(t.base, (c0 + q) * t0 + t.m0, (c0 + q) * nb + t.n0) for q in range(n)])
-            add_g(i, dict(uops=k, iter_out=t.rows, iter_in=t.nc, dst=(t.nc, 1),
-                          src=(1, 0), wgt=(0, 1)), col_group.get((i, si)))
+        t = tiles[i]
+        # One micro-op per reduction column of the step; the loops run over the rows
+        # (outer) and the tile's output blocks (inner: next accumulator, next weight).
+        k = kernel(("gs", t.base, c0, n, t.m0, t.n0), lambda t=t, c0=c0, n=n: [
+            Uop(t.base, (c0 + q) * t0 + t.m0, (c0 + q) * nb + t.n0) for q in range(n)])
+        add_g(i, dict(uops=k, iter_out=t.rows, iter_in=t.nc, dst=(t.nc, 1),
+                      src=(1, 0), wgt=(0, 1)), col_group.get((i, si)))
     # Full tiles: each GEMM in row pieces of at most ``gemm_max`` cycles (a deferred
     # compute->store push waits for the GEMM in flight, so long GEMMs would hold the stores
     # back); two consecutive tiles (one per bank) take turns piece by piece, so the ALU lane
@@ -527,10 +527,3 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
         s += ln
     return out
 
-
-def _group(rows: int, cols: int) -> int:
-    """Rows per micro-op group (see ``programs._group``)."""
-    for g in range(1, min(rows, 3) + 1):
-        if rows % g == 0 and g * cols >= 3:
-            return g
-    return 1
