@@ -84,6 +84,11 @@ class AxiMaster(wiring.Component):
         Receive FIFO per read port, in beats (at least ``max_burst``).
     max_write_bursts : int
         Write bursts in flight (AW issued, B not yet received).
+    background : int or None
+        A read port served in the background (the instruction fetch): granted only when no
+        other port is eligible, or after waiting ``background_age`` cycles, and with at most
+        ``background_inflight`` beats granted but not yet received.
+    background_age, background_inflight : int
 
     Attributes
     ----------
@@ -260,22 +265,22 @@ class AxiMaster(wiring.Component):
             with m.Elif(ar_free & (age != self._bg_age)):
                 m.d.sync += age.eq(age + 1)
             bg_turn = bg_ok & (~others | (age == self._bg_age))
+            with m.If(ar_free & bg_turn):
+                m.d.comb += grant[bg].eq(1)
+        rr_turn = ar_free if bg is None else ar_free & ~bg_turn
         last = Signal(range(n), init=n - 1)
-        with m.If(ar_free):
-            if bg is not None:
-                with m.If(bg_turn):
-                    m.d.comb += grant[bg].eq(1)
-            with (m.Else() if bg is not None else m.If(1)):
-                with m.Switch(last):
-                    for lst in range(n):
-                        with m.Case(lst):
-                            order = [(lst + k) % n for k in range(1, n + 1)
-                                     if (lst + k) % n != bg]
-                            with m.If(eligible[order[0]]):
-                                m.d.comb += grant[order[0]].eq(1)
-                            for j in order[1:]:
-                                with m.Elif(eligible[j]):
-                                    m.d.comb += grant[j].eq(1)
+        with m.If(rr_turn if n > (bg is not None) else 0):
+            with m.Switch(last):
+                for lst in range(n):
+                    with m.Case(lst):
+                        order = [(lst + k) % n for k in range(1, n + 1) if (lst + k) % n != bg]
+                        if not order:   # the background port is the only one
+                            continue
+                        with m.If(eligible[order[0]]):
+                            m.d.comb += grant[order[0]].eq(1)
+                        for j in order[1:]:
+                            with m.Elif(eligible[j]):
+                                m.d.comb += grant[j].eq(1)
         for i in range(n):
             with m.If(grant[i]):
                 m.d.sync += [ar_valid.eq(1), ar_addr.eq(addr[i]), ar_len.eq(length[i] - 1),

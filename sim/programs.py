@@ -638,27 +638,25 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
 
 def _best_of(cfg, args, dram, bias_mode) -> GemmProgram:
     """``gemm_program`` with ``tile=None``: the tiled search's plan, or the resident schedule
-    when it applies and the timing model (``sim.timing``) says it is faster."""
+    when it applies and the timing model (``sim.timing``) says it is faster. Both are built
+    in their own images; the winner is rebuilt in ``dram`` when one is given."""
     a, w, bias, shift, clip, threads = args
-    tiled = gemm_program(cfg, a, w, bias, shift, clip, threads, "tiled", None, bias_mode)
-    kb = tiled.k_blocks
-    mb, nb = _ceil_div(tiled.m, cfg.batch), _ceil_div(tiled.n, cfg.block_out)
-    alu_bias = bias is not None and kb == _ceil_div(tiled.k, cfg.block_in)
-    if not gemm_resident.fits(cfg, mb, nb, kb, alu_bias, threads):
-        return tiled if dram is None else gemm_program(cfg, a, w, bias, shift, clip, threads,
-                                                       "tiled", dram, bias_mode)
-    try:
-        res = gemm_program(cfg, a, w, bias, shift, clip, threads, "resident", None, bias_mode)
-    except ProgramError:
-        res = None
-    if res is None:
-        return tiled if dram is None else gemm_program(cfg, a, w, bias, shift, clip, threads,
-                                                       "tiled", dram, bias_mode)
-    # Both measured by the same (calibrated) timing model.
-    best = tiled if _program_cycles(cfg, tiled.builder) <= res.tiling.est_cycles else res
+    best = gemm_program(cfg, a, w, bias, shift, clip, threads, "tiled", None, bias_mode)
+    kb = best.k_blocks
+    mb, nb = _ceil_div(best.m, cfg.batch), _ceil_div(best.n, cfg.block_out)
+    alu_bias = bias is not None and kb == _ceil_div(best.k, cfg.block_in)
+    if gemm_resident.fits(cfg, mb, nb, kb, alu_bias, threads):
+        try:
+            res = gemm_program(cfg, a, w, bias, shift, clip, threads, "resident", None,
+                               bias_mode)
+        except ProgramError:      # the layout does not fit after all: stay tiled
+            res = None
+        # Both measured by the same (calibrated) timing model.
+        if res is not None and res.tiling.est_cycles < _program_cycles(cfg, best.builder):
+            best = res
     if dram is None:
         return best
-    mode = "resident" if best is res else "tiled"
+    mode = "resident" if best.tiling.order == "resident" else "tiled"
     return gemm_program(cfg, a, w, bias, shift, clip, threads, mode, dram, bias_mode)
 
 
