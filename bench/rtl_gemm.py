@@ -16,6 +16,8 @@ instructions (DRAM image and micro-op counts). Printed per shape:
 * compute-busy utilisation = GEMM micro-ops / cycles the compute module was busy and not
   stalled (the core's counters; GEMM micro-ops include the resets, which run in the ALU
   lane, so with two lanes this can exceed 100 %: shown only for comparison);
+* the plan: ``resident`` (``sim/gemm_resident.py``: operands loaded once) or the tiled plan's
+  ``mt x nt x kc``;
 * the cycles of each variant, and the lane bound: ideal / max(GEMM-only, ALU-only cycles).
   The compute module has two lanes (GEMMs in lane G; ALU passes and resets in lane A, on
   the other ACC bank), so a tile's ALU epilogue overlaps the next tile's GEMMs and the whole
@@ -112,9 +114,10 @@ def main():
         util = c["gemm_uops"] / active if active > 0 else float("nan")
         bound = ideal / max(cyc["gemm"], cyc["alu"])
         t = p.tiling
+        plan = "resident" if t.order == "resident" else f"{t.mt}x{t.nt}x{t.kc}"
         print(f"{p.m:>5}x{p.k:>5}x{p.n:>4} {ideal:>8.0f} {cyc['whole']:>8} "
               f"{100 * ideal / cyc['whole']:>5.1f}% {cyc['gemm']:>8} {100 * ideal / cyc['gemm']:>6.1f}% "
-              f"{100 * util:>8.1f}% {100 * bound:>11.1f}% {f'{t.mt}x{t.nt}x{t.kc}':>10} "
+              f"{100 * util:>8.1f}% {100 * bound:>11.1f}% {plan:>10} "
               f"{fsim_s[i]:>6.2f}")
         rows.append((p, cyc, c))
     print("\n# cycles of each variant (VTA's breakdown); ratio = variant / whole program")
