@@ -147,9 +147,11 @@ class Timing:
                 f"{self.block_ms:g} ms), {self.rounds} rounds")
 
 
-def _race(contestants, timing):
+def _race(contestants, timing, rounds_out=None):
     """Time ``contestants`` (name -> callable) as ``timing`` says, in an order rotated from
-    round to round. Returns name -> (median seconds, best seconds) over all timed calls."""
+    round to round. Returns name -> (median seconds, best seconds) over all timed calls.
+    ``rounds_out`` (a dict), if given, receives name -> each round's median (the contestants
+    of one round run within a second of each other, so they met the same machine)."""
     names = list(contestants)
     warm = {}
     for name in names:
@@ -176,10 +178,12 @@ def _race(contestants, timing):
         calls = {name: max(timing.block, -int(-timing.block_ms * 1e-3 // max(warm[name], 1e-7)))
                  for name in names}
     times = {name: [] for name in names}
+    per_round = {name: [] for name in names}
     for r in range(timing.rounds):
         for j in range(len(names)):
             name = names[(r + j) % len(names)]
             fn, out = contestants[name], times[name]
+            start = len(out)
             if timing.mode == "block":
                 time.sleep(timing.settle)
                 t_end = time.perf_counter() + timing.lead_ms * 1e-3
@@ -190,6 +194,9 @@ def _race(contestants, timing):
                 t0 = time.perf_counter()
                 fn()
                 out.append(time.perf_counter() - t0)
+            per_round[name].append(statistics.median(out[start:]))
+    if rounds_out is not None:
+        rounds_out.update(per_round)
     return {name: (statistics.median(v), min(v)) for name, v in times.items()}
 
 
@@ -359,13 +366,17 @@ def main(argv=None) -> int:
           f"{'median':>9}")
     vs_numpy, vs_numpy_best, vs_ort, slower, slower_best = [], [], [], [], []
 
-    def row(label, t, ok):
+    def row(label, t, ok, rounds=None):
         (l_med, l_min), (n_med, n_min), (o_med, o_min) = t["llvm"], t["numpy"], t["ort"]
         vs_numpy.append(n_med / l_med)
         vs_numpy_best.append(n_min / l_min)
         vs_ort.append(l_med / o_med)
         if n_med < l_med:
-            slower.append(f"{label} ({n_med / l_med:.2f})")
+            note = ""
+            if rounds:   # how often llvm was ahead round by round: a tie moves with the machine
+                ahead = sum(lr < nr for lr, nr in zip(rounds["llvm"], rounds["numpy"]))
+                note = f"; llvm ahead in {ahead} of {len(rounds['llvm'])} rounds"
+            slower.append(f"{label} ({n_med / l_med:.2f}{note})")
         if n_min < l_min:
             slower_best.append(f"{label} ({n_min / l_min:.2f})")
         print(f"{label:30} {l_med * 1e3:9.3f} {n_med * 1e3:9.3f} {o_med * 1e3:9.3f} "
@@ -381,9 +392,10 @@ def main(argv=None) -> int:
         want = numpy_ops.run_node(node, ins)
         got = [g.copy() for g in plan(ins)]
         ok = all(np.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want))
+        rounds = {}
         t = _race({"llvm": lambda: plan(ins), "numpy": lambda: numpy_ops.run_node(node, ins),
-                   "ort": _ort_session(op, attrs, inputs, want, threads, spin)}, timing)
-        row(label, t, ok)
+                   "ort": _ort_session(op, attrs, inputs, want, threads, spin)}, timing, rounds)
+        row(label, t, ok, rounds)
     if not args.filter or "activation" in args.filter.lower():
         for label, t, ok in layout_cases(timing, threads, spin):
             row(label, t, ok)

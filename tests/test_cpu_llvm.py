@@ -424,8 +424,10 @@ def test_bench_timing_modes():
     assert [blk[0] for blk in blocks] == list("abcbcacab")        # rotated every round
     assert all(len(set(blk)) == 1 for blk in blocks)
     log.clear()
-    bench._race(contestants, bench.Timing("call", rounds=2))
+    rounds = {}
+    bench._race(contestants, bench.Timing("call", rounds=2), rounds)
     assert log == list("abc") + list("abcbca")
+    assert sorted(rounds) == ["a", "b", "c"] and all(len(v) == 2 for v in rounds.values())
     assert bench.Timing("call").rounds == 40 and bench.Timing().rounds == 10
     for kwargs, word in (({"mode": "per-call"}, "interleave"), ({"rounds": 0}, "--repeat"),
                          ({"settle": -1}, "--settle"), ({"block": 0}, "--block")):
