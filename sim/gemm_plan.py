@@ -34,7 +34,12 @@ def _balanced(total: int, cap: int) -> list[int]:
 
 def _ranges(total: int, size: int) -> list[tuple[int, int]]:
     """Split ``total`` into ``(start, length)`` pieces of at most ``size``, balanced."""
-    parts = _ceil_div(total, size)
+    return split_even(total, _ceil_div(total, size))
+
+
+def split_even(total: int, parts: int) -> list[tuple[int, int]]:
+    """Split ``total`` into ``parts`` ``(start, length)`` pieces whose lengths differ by at
+    most one (the longer ones first)."""
     base, extra = divmod(total, parts)
     out, start = [], 0
     for p in range(parts):

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..hw.isa import AluOp, MemType, Uop
+from .gemm_plan import split_even as _split
 
 __all__ = ["DoesNotFit", "DEFAULTS", "build", "fits", "plan_rows"]
 
@@ -516,14 +517,4 @@ def _schedule(g_tasks, a_tasks, head):
     if pending:
         raise RuntimeError("resident GEMM schedule: lane A tasks left unplaced")
     return order
-
-
-def _split(n: int, parts: int) -> list[tuple[int, int]]:
-    base, extra = divmod(n, parts)
-    out, s = [], 0
-    for p in range(parts):
-        ln = base + (1 if p < extra else 0)
-        out.append((s, ln))
-        s += ln
-    return out
 

@@ -424,18 +424,8 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     tiling = GemmTiling(mt, nt, kc, order, threads, est, ideal, load_bytes)
 
     # --- DRAM image ---------------------------------------------------------------------------
-    a_t, w_t = pack_inp(cfg, a), pack_wgt(cfg, w)
-    own_dram = dram is None
-    if own_dram:
-        need = a_t.nbytes + w_t.nbytes + mb * nb * cfg.out_elem_bytes + 4 * cfg.uop_depth
-        if bias is not None:
-            need += nb * cfg.acc_elem_bytes
-        dram = Dram(need + 8 * 4096)
-    b = ProgramBuilder(cfg, dram)
-    a_elem = b.put(MemType.INP, a_t)
-    w_elem = b.put(MemType.WGT, w_t)
-    bias_elem = b.put(MemType.ACC, pack_acc_rows(cfg, bias)) if bias is not None else None
-    out_elem = b.reserve(MemType.OUT, mb * nb)
+    b, own_dram, a_elem, w_elem, bias_elem, out_elem = _place_operands(cfg, a, w, bias, dram,
+                                                                       mb, nb)
 
     # --- micro-op kernels (all loaded once, at the start) -------------------------------------
     inp_base = [s * inp_cap for s in range(slots)]
@@ -472,7 +462,7 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
         return kernel(("alu", as_, src), lambda: [Uop(acc_base[as_], src, 0)])
 
     # --- instructions ---------------------------------------------------------------------------
-    body = ProgramBuilder(cfg, dram)  # collects the instructions; DRAM is shared with ``b``
+    body = ProgramBuilder(cfg, b.dram)  # collects the instructions; DRAM is shared with ``b``
     held_bias = [None] * slots
 
     def prologue(t):
@@ -669,6 +659,25 @@ def _program_cycles(cfg, builder) -> int:
 def _resident_program(cfg, a, w, bias, k_user, post_ops, dram, mb, nb, kb) -> GemmProgram:
     """Build the resident schedule (see ``sim/gemm_resident.py``)."""
     m, n = a.shape[0], w.shape[0]
+    b, own_dram, a_elem, w_elem, bias_elem, out_elem = _place_operands(cfg, a, w, bias, dram,
+                                                                       mb, nb)
+    rows = gemm_resident.plan_rows(mb)
+    body = ProgramBuilder(cfg, b.dram)
+    uops: list[Uop] = []
+    gemm_resident.build(cfg, body, uops, mb=mb, nb=nb, kb=kb, rows=rows, a_elem=a_elem,
+                        w_elem=w_elem, bias_elem=bias_elem, out_elem=out_elem,
+                        post_ops=post_ops, has_bias=bias is not None, **gemm_resident.DEFAULTS)
+    _load_uops_first(cfg, b, body, uops, own_dram, push_to_load=True)
+    ideal = mb * nb * _ceil_div(k_user, cfg.block_in)
+    tiling = GemmTiling(rows[0], nb, 1, "resident", 2, _program_cycles(cfg, b), ideal,
+                        (mb * kb * cfg.inp_elem_bytes + nb * kb * cfg.wgt_elem_bytes))
+    written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
+    return GemmProgram(b, cfg, m, k_user, n, out_elem, tiling, written, k_blocks=kb)
+
+
+def _place_operands(cfg, a, w, bias, dram, mb, nb):
+    """Pack A, W and the bias into ``dram`` (a new image just large enough when None) and
+    reserve the output: ``(builder, own_dram, a_elem, w_elem, bias_elem, out_elem)``."""
     a_t, w_t = pack_inp(cfg, a), pack_wgt(cfg, w)
     own_dram = dram is None
     if own_dram:
@@ -680,19 +689,7 @@ def _resident_program(cfg, a, w, bias, k_user, post_ops, dram, mb, nb, kb) -> Ge
     a_elem = b.put(MemType.INP, a_t)
     w_elem = b.put(MemType.WGT, w_t)
     bias_elem = b.put(MemType.ACC, pack_acc_rows(cfg, bias)) if bias is not None else None
-    out_elem = b.reserve(MemType.OUT, mb * nb)
-    rows = gemm_resident.plan_rows(mb)
-    body = ProgramBuilder(cfg, dram)
-    uops: list[Uop] = []
-    gemm_resident.build(cfg, body, uops, mb=mb, nb=nb, kb=kb, rows=rows, a_elem=a_elem,
-                        w_elem=w_elem, bias_elem=bias_elem, out_elem=out_elem,
-                        post_ops=post_ops, has_bias=bias is not None, **gemm_resident.DEFAULTS)
-    _load_uops_first(cfg, b, body, uops, own_dram, push_to_load=True)
-    ideal = mb * nb * _ceil_div(k_user, cfg.block_in)
-    tiling = GemmTiling(rows[0], nb, 1, "resident", 2, _program_cycles(cfg, b), ideal,
-                        (mb * kb * cfg.inp_elem_bytes + nb * kb * cfg.wgt_elem_bytes))
-    written = [(out_elem * cfg.out_elem_bytes, mb * nb * cfg.out_elem_bytes)]
-    return GemmProgram(b, cfg, m, k_user, n, out_elem, tiling, written, k_blocks=kb)
+    return b, own_dram, a_elem, w_elem, bias_elem, b.reserve(MemType.OUT, mb * nb)
 
 
 def _load_uops_first(cfg, b, body, uops, own_dram, push_to_load=False):
