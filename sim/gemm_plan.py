@@ -250,3 +250,18 @@ def _choose_tiling(cfg, mb, nb, kb, slots, alu_passes, bias, limits):
             if key < best[0]:
                 best = (key, best[1][:-1] + (True,))
     return best[1]
+
+
+def kernel_table(uops: list):
+    """A function ``kernel(key, make)`` that appends the micro-ops ``make()`` returns to
+    ``uops`` once per ``key`` and returns their ``(begin, end)`` indices (kernels are shared
+    by every instruction that asks for the same key)."""
+    table: dict = {}
+
+    def kernel(key, make):
+        if key not in table:
+            lst = make()
+            table[key] = (len(uops), len(uops) + len(lst))
+            uops.extend(lst)
+        return table[key]
+    return kernel

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..hw.isa import AluOp, MemType, Uop
-from .gemm_plan import split_even as _split
+from .gemm_plan import kernel_table, split_even as _split
 
 __all__ = ["DoesNotFit", "DEFAULTS", "build", "fits", "plan_rows"]
 
@@ -172,14 +172,7 @@ def build(cfg, body, uops_out: list, *, mb, nb, kb, rows, a_elem, w_elem, bias_e
         m0 += r
     ntiles = len(tiles)
     reused = {t.reuses for t in tiles if t.reuses is not None}
-    kernels: dict = {}
-
-    def kernel(key, make):
-        if key not in kernels:
-            lst = make()
-            kernels[key] = (len(uops_out), len(uops_out) + len(lst))
-            uops_out.extend(lst)
-        return kernels[key]
+    kernel = kernel_table(uops_out)
 
     # --- loads: groups, each ending with a load->compute token ----------------------------
     # Weights K-major (column c of block j at c * nb + j); the top block's input columns

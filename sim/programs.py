@@ -53,7 +53,7 @@ from ..hw.config import HwConfig, load_config
 from ..hw.isa import LOOP_ITER_WIDTH, AluOp, MemInsn, MemType, Opcode, Uop, encode_uops
 from .dram import Dram
 from . import gemm_resident
-from .gemm_plan import _ceil_div, _choose_tiling, _estimate, _plan
+from .gemm_plan import _ceil_div, _choose_tiling, _estimate, _plan, kernel_table
 
 __all__ = ["ProgramError", "GemmTiling", "GemmProgram", "gemm_program", "numpy_reference",
            "pack_inp", "pack_wgt", "pack_acc_rows", "unpack_out", "alu_program",
@@ -438,14 +438,7 @@ def gemm_program(cfg, a, w, bias=None, shift: int = 0, clip=(-128, 127), threads
     bias_base = [acc_base[s] + (acc_cap - nb if resident_bias else mt * nt)
                  for s in range(slots)]
     uops: list[Uop] = []
-    kernels: dict = {}
-
-    def kernel(key, make):
-        if key not in kernels:
-            lst = make()
-            kernels[key] = (len(uops), len(uops) + len(lst))
-            uops.extend(lst)
-        return kernels[key]
+    kernel = kernel_table(uops)
 
     def gemm_kernel(isram, as_, g, nt_, kc_, wsram, row0=0, k0=0):
         return kernel(("gemm", isram, as_, g, nt_, kc_, wsram, row0, k0), lambda: [
