@@ -310,10 +310,9 @@ def uop_load_cycles(upb: int, dram_idx: int, sram_idx: int, count: int) -> int:
 def _uop_row_cycles(upb: int, d: int, s: int, count: int) -> int:
     if d == s:  # aligned: one beat per cycle
         return -(-(d + count) // upb)
+    # Misaligned: d - s stays the same modulo upb, so every step ends at a beat or a word edge.
     cycles = 0
     while count > 0:
         n = min(upb - d, upb - s, count)
         d, s, count, cycles = (d + n) % upb, (s + n) % upb, count - n, cycles + 1
-        if d == s:
-            return cycles + -(-(d + count) // upb) if count else cycles
     return cycles

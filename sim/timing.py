@@ -25,8 +25,8 @@ micro-benchmarks, and ``bench/timing_accuracy.py`` checks the whole model):
   shares equally; the refinement passes apply the priority.)
 * Fetch: ``16 / axi_bytes`` beats per instruction, one dispatch per instruction's beats; it
   reads ahead as far as its receive FIFO and the command queues (``cfg.cmd_queue_depth``)
-  allow, and its read-ahead competes for the read channel (a program's first loads wait for
-  up to 128 beats of instructions).
+  allow; its read-ahead takes the read channel in the background (a data transfer waits for
+  at most ``FETCH_INFLIGHT`` beats of instructions already granted).
 * Load / store: a fixed handshake overhead, one DRAM latency (the next instruction's requests
   are only issued once the current one is done), one cycle per data beat and per padding
   element, one DMA request per row at most every other cycle; a STORE also waits for its last
