@@ -308,6 +308,8 @@ def uop_load_cycles(upb: int, dram_idx: int, sram_idx: int, count: int) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _uop_row_cycles(upb: int, d: int, s: int, count: int) -> int:
+    if count <= 0:
+        return 0
     if d == s:  # aligned: one beat per cycle
         return -(-(d + count) // upb)
     # Misaligned: d - s stays the same modulo upb, so every step ends at a beat or a word edge.
