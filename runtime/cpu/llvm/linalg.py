@@ -10,6 +10,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
+from . import buffers
 from .renderer import F32, I32, I64, PTR, VOID, Kernel, KernelBuilder, f32, i64
 
 __all__ = ["render_gemm", "render_gemv", "render_im2col", "pack_b", "pack_gemv", "padded_cols",
@@ -60,9 +61,13 @@ def pack_b(b: np.ndarray) -> np.ndarray:
     constant weights once, and for activation operands of MatMul)."""
     k, n = b.shape
     npad = padded_cols(n)
-    out = np.zeros((k, npad), np.float32)
-    out[:, :n] = b
-    return np.ascontiguousarray(out.reshape(k, npad // _NR, _NR).transpose(1, 0, 2))
+    out = buffers.empty((npad // _NR, k, _NR), np.float32)
+    full = n // _NR
+    out[:full] = b[:, :full * _NR].reshape(k, full, _NR).transpose(1, 0, 2)
+    if full < npad // _NR:
+        out[full] = 0
+        out[full, :, :n - full * _NR] = b[:, full * _NR:]
+    return out
 
 
 def _fp32_kernel(bias: str):
@@ -238,7 +243,7 @@ def pack_gemv(b: np.ndarray) -> np.ndarray:
     padded = np.zeros((k, padded_cols(n)), np.float32)
     padded[:, :n] = b
     head = full * _GEMV_W
-    out = np.empty(k * padded.shape[1], np.float32)
+    out = buffers.empty(k * padded.shape[1], np.float32)
     out[:k * head].reshape(full, k, _GEMV_W)[:] = \
         padded[:, :head].reshape(k, full, _GEMV_W).transpose(1, 0, 2)
     out[k * head:] = padded[:, head:].reshape(-1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import numpy_ops as nops
+from . import buffers
 from .ops_nn import (plan_conv, plan_gemm, plan_matmul, plan_pack, plan_pool, plan_resize,
                      plan_unpack)
 from .plan import (COPY_TYPES, F, BoundCall, NodePlan, _arr, _attr, _bcast_strides, _contig,
@@ -102,7 +103,7 @@ _COSTLY = {"Sigmoid": 12, "Tanh": 14, "Exp": 10, "Erf": 16, "Gelu": 18, "Elu": 1
 
 
 def _elementwise(out_shape, in_shapes, expr, out_dtype=F, in_dtypes=None, cost=1):
-    out = np.empty(out_shape, out_dtype)
+    out = buffers.empty(out_shape, out_dtype)
     in_dtypes = in_dtypes or [F] * len(in_shapes)
     kern = render_elementwise(out_shape, _contig(out_shape), out_dtype,
                               [(_bcast_strides(s, out_shape), 0, d)
@@ -158,12 +159,12 @@ def _plan_rows(node, shapes, dtypes, consts):
             outer = int(np.prod(shape[:axis], dtype=np.int64))
             inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
             prog = Program(render_softmax_axis(node.op.lower(), outer, shape[axis], inner))
-            out = np.empty(shape, F)
-            scratch = np.empty(outer * 2 * inner, F)
+            out = buffers.empty(shape, F)
+            scratch = buffers.empty(outer * 2 * inner, F)
             return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]), scratch)], 1)
         rows, length = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
         prog = Program(render_rows(node.op.lower(), rows, length))
-        out = np.empty(shape, F)
+        out = buffers.empty(shape, F)
         return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]))], 1)
     if node.op == "LayerNormalization":
         if len([o for o in node.outputs if o]) > 1:
@@ -172,8 +173,8 @@ def _plan_rows(node, shapes, dtypes, consts):
         rows = int(np.prod(shape[:axis], dtype=np.int64))
         length = int(np.prod(shape[axis:], dtype=np.int64))
         prog = Program(render_rows("layernorm", rows, length, float(_attr(node, "epsilon", 1e-5))))
-        out = np.empty(shape, F)
-        zeros = np.zeros(length, F)
+        out = buffers.empty(shape, F)
+        zeros = buffers.zeros(length, F)
 
         def step(ins):
             scale = np.broadcast_to(ins[1], shape[axis:]).astype(F).reshape(-1)
@@ -197,14 +198,14 @@ def _plan_rows(node, shapes, dtypes, consts):
         prog = Program(render_rows(kind, rows, length))
         keep = bool(_attr(node, "keepdims", 1))
         out_shape = tuple(shape[:rank - len(axes)]) + ((1,) * len(axes) if keep else ())
-        out = np.empty(out_shape, F)
+        out = buffers.empty(out_shape, F)
         return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]))], 1)
     if node.op == "GlobalAveragePool" or node.op == "GlobalMaxPool":
         rows = shape[0] * shape[1]
         length = int(np.prod(shape[2:], dtype=np.int64))
         prog = Program(render_rows("mean" if node.op == "GlobalAveragePool" else "max",
                                    rows, length))
-        out = np.empty(shape[:2] + (1,) * (len(shape) - 2), F)
+        out = buffers.empty(shape[:2] + (1,) * (len(shape) - 2), F)
         return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]))], 1)
     return None
 
@@ -219,7 +220,7 @@ def _plan_transpose(node, shapes, dtypes, consts):
     perm = list(_attr(node, "perm", None) or range(len(shape))[::-1])
     st = _contig(shape)
     out_shape = tuple(shape[p] for p in perm)
-    out = np.empty(out_shape, dtypes[0])
+    out = buffers.empty(out_shape, dtypes[0])
     return _copy_plan(out, [(0, 0, _contig(out_shape), out_shape, 0,
                              tuple(st[p] for p in perm))])
 
@@ -231,7 +232,7 @@ def _plan_concat(node, shapes, dtypes, consts):
     axis = _attr(node, "axis", 0) % rank
     out_shape = list(shapes[0])
     out_shape[axis] = sum(s[axis] for s in shapes)
-    out = np.empty(out_shape, dtypes[0])
+    out = buffers.empty(out_shape, dtypes[0])
     ost = _contig(out_shape)
     parts, off = [], 0
     for i, s in enumerate(shapes):
@@ -259,7 +260,7 @@ def _plan_slice(node, shapes, dtypes, consts):
         if idx.size:
             first[a_] = int(idx[0])
             step[a_] = int(idx[1] - idx[0]) if idx.size > 1 else 1
-    out = np.empty(tuple(count), dtypes[0])
+    out = buffers.empty(tuple(count), dtypes[0])
     if out.size == 0:
         return NodePlan([out], [], 0)
     st = _contig(shape)
@@ -280,7 +281,7 @@ def _plan_split(node, shapes, dtypes, consts):
     st = _contig(shape)
     outs, steps, off = [], [], 0
     for p in probe:
-        out = np.empty(p.shape, dtypes[0])
+        out = buffers.empty(p.shape, dtypes[0])
         sub = _copy_plan(out, [(0, 0, _contig(p.shape), p.shape, off * st[axis], st)])
         outs.append(out)
         steps += sub.steps

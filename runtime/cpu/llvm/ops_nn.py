@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import numpy_ops as nops
+from . import buffers
 from .linalg import (pack_b, pack_gemv, padded_cols, render_depthwise, render_gemm,
                      render_gemv, render_im2col, render_pool2d, render_resize2d)
 from .plan import F, BoundCall, NodePlan, _arr, _attr, _contig, _copy_plan
@@ -35,7 +36,7 @@ def plan_pool(node, shapes, dtypes, consts):
     n, c, h, w = shape
     kind = "max" if node.op == "MaxPool" else "avg"
     prog = Program(render_pool2d(kind, n * c, h, w, (oh, ow), kernel, strides, pads, dil))
-    out = np.empty((n, c, oh, ow), F)
+    out = buffers.empty((n, c, oh, ow), F)
     extra = []
     if kind == "avg":
         include = int(_attr(node, "count_include_pad", 0))
@@ -68,7 +69,7 @@ def plan_conv(node, shapes, dtypes, consts):
     oh = (h + p[0] + p[2] - dil[0] * (kh - 1) - 1) // strides[0] + 1
     ow = (w + p[1] + p[3] - dil[1] * (kw - 1) - 1) // strides[1] + 1
     has_bias = len(shapes) > 2 and shapes[2] is not None
-    out = np.empty((n, o, oh, ow), F)
+    out = buffers.empty((n, o, oh, ow), F)
     if group == c and o == c and cg == 1:
         prog = Program(render_depthwise(c, h, w, (kh, kw), strides, pads, dil, has_bias))
 
@@ -85,8 +86,8 @@ def plan_conv(node, shapes, dtypes, consts):
     gemm = Program(render_gemm(og, P, kk, (kk, 1), "row" if has_bias else "none",
                                batch=group, batch_strides=(og * Np, og * kk, kk * Np, og)))
     im2col = Program(render_im2col(c, h, w, (kh, kw), strides, pads, dil, group))
-    cols = np.zeros(group * kk * Np, F)          # the padding columns stay zero
-    cpad = np.empty((o, Np), F) if Np != P else None
+    cols = buffers.zeros(group * kk * Np, F)          # the padding columns stay zero
+    cpad = buffers.empty((o, Np), F) if Np != P else None
     unpad = _unpad_copy(o, P, Np) if cpad is not None else None
 
     def step(ins):
@@ -128,14 +129,14 @@ def _gemm_core(M, N, K, a_strides, bias_kind):
     # packed weights and bias, a session's activation buffers): a GEMV of 50 us then pays
     # about a microsecond of Python per call instead of several.
     if Np == N:
-        out = np.empty((M, N), F)
+        out = buffers.empty((M, N), F)
         call = BoundCall(gemm, [out])
         return (lambda a, bpacked, *extra: call((a, bpacked) + extra)), Np, out, pack
-    cpad = np.empty((M, Np), F)
+    cpad = buffers.empty((M, Np), F)
     call = BoundCall(gemm, [cpad])
     if M == 1:
         return (lambda a, bpacked, *extra: call((a, bpacked) + extra)), Np, cpad[:, :N], pack
-    out = np.empty((M, N), F)
+    out = buffers.empty((M, N), F)
     unpad = _unpad_copy(M, N, Np)
 
     def run(a, bpacked, *extra):
@@ -169,10 +170,10 @@ def plan_gemm(node, shapes, dtypes, consts):
                 padded = bias_cache[id(cval)][1]
             else:
                 if bias_kind == "col":
-                    padded = np.zeros(Np, F)
+                    padded = buffers.zeros(Np, F)
                     padded[:N] = cval.reshape(-1) * beta
                 else:
-                    padded = np.zeros((M, Np), F)
+                    padded = buffers.zeros((M, Np), F)
                     padded[:, :N] = np.broadcast_to(cval, (M, N)) * beta
                 if 2 in consts:
                     bias_cache[id(cval)] = (cval, padded)
@@ -242,7 +243,7 @@ def plan_resize(node, shapes, dtypes, consts):
     tables = [_arr(t) for t in tables[0] + tables[1]]
     oh, ow = out_shape[2:]
     prog = Program(render_resize2d(mode, shape[0] * shape[1], shape[2], shape[3], oh, ow))
-    out = np.empty(out_shape, F)
+    out = buffers.empty(out_shape, F)
     return NodePlan([out], [lambda ins: prog(out, _arr(ins[0]), *tables)], 1)
 
 
@@ -273,7 +274,7 @@ def plan_pack(shape, cfg):
     returns ``(out, fn)`` where ``fn(x)`` fills ``out`` (zero padding written once)."""
     n, c, h, w = tuple(shape) + (1,) * (4 - len(shape))
     b, bi = cfg.batch, cfg.block_in
-    out = np.zeros((-(-n // b), -(-c // bi), h, w, b, bi), np.int8)
+    out = buffers.zeros((-(-n // b), -(-c // bi), h, w, b, bi), np.int8)
     parts = [(0, poff, pst, shp, xoff, xst)
              for shp, poff, pst, xoff, xst in _layout_parts(n, c, h, w, b, bi)]
     plan = _copy_plan(out, parts)
@@ -285,7 +286,7 @@ def plan_unpack(shape, cfg):
     int8 array ``out`` of logical ``shape`` from a packed int8 buffer."""
     n, c, h, w = tuple(shape) + (1,) * (4 - len(shape))
     b, bi = cfg.batch, cfg.block_out
-    out = np.empty(tuple(shape), np.int8)
+    out = buffers.empty(tuple(shape), np.int8)
     parts = [(0, xoff, xst, shp, poff, pst)
              for shp, poff, pst, xoff, xst in _layout_parts(n, c, h, w, b, bi)]
     plan = _copy_plan(out, parts)
