@@ -292,6 +292,7 @@ def test_thread_choice_follows_the_faster_mode(monkeypatch):
     """Probing alternates the modes, then the faster median wins; re-probes let it change."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice
     monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
     c = ThreadChoice()
     cost = {True: 2.0, False: 1.0}             # parallel is slower (a busy machine)
     modes = []
@@ -301,7 +302,8 @@ def test_thread_choice_follows_the_faster_mode(monkeypatch):
         c.record(par, cost[par])
     assert modes[:10].count(True) == 5 and modes[:10].count(False) == 5
     assert c.parallel is False
-    assert 1 <= modes[10:].count(True) <= 200 // ThreadChoice.REPROBE + 1
+    # a parallel re-probe is two calls: one that wakes the workers, one that is timed
+    assert 1 <= modes[10:].count(True) <= 2 * (200 // ThreadChoice.REPROBE)
     cost = {True: 0.5, False: 1.0}             # the machine got idle: splitting wins again
     for _ in range(ThreadChoice.REPROBE * ThreadChoice.PROBES + 1):
         par = c.next_parallel()
@@ -317,6 +319,7 @@ def test_thread_choice_keeps_splitting_when_serial_barely_wins(monkeypatch):
     must win by ``SERIAL_MARGIN`` before the kernel stops splitting."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice
     monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
     c = ThreadChoice()
     # serial 4 % faster by the medians, within the margin; one undisturbed parallel probe
     # shows that the split works (1.3 against 2.5)
@@ -342,15 +345,103 @@ def test_thread_choice_keeps_splitting_when_serial_barely_wins(monkeypatch):
 
 
 def test_thread_choice_runs_serially_when_splitting_never_helps(monkeypatch):
-    """A memory-bound pass: the split is never faster, even at its best, than one thread
-    (0.043 against 0.040 ms): the plain faster median decides, so it runs on one thread."""
+    """A split that is never faster, even at its best, than one thread (43 against 40 us):
+    the plain faster median decides, so the kernel runs on one thread."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice
     monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
     c = ThreadChoice()
     for k in range(10):
         par = c.next_parallel()
         c.record(par, (43e-6 if par else 40e-6) * (1 + 0.01 * (k % 3)))
     assert c.parallel is False
+
+
+def test_thread_choice_reprobes_split_with_awake_workers(monkeypatch):
+    """After a run of serial calls the pool's workers sleep, and the first split call pays
+    for waking them. A re-probe must time a split as a run of split calls meets it, or a
+    kernel once settled on one thread would never split again."""
+    from pyvta.runtime.cpu.llvm.program import ThreadChoice
+    monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
+    c = ThreadChoice()
+    # the probes all meet sleeping workers (1.6); warm, a split takes 0.6 against 1.0
+    for _ in range(2 * ThreadChoice.PROBES):
+        par = c.next_parallel()
+        c.record(par, 1.6 if par else 1.0)
+    assert c.parallel is False
+    last = False
+    for _ in range(ThreadChoice.REPROBE * ThreadChoice.PROBES + 2):
+        par = c.next_parallel()
+        c.record(par, (0.6 if last else 1.6) if par else 1.0)
+        last = par
+    assert c.parallel is True
+
+
+def test_thread_choice_warms_up_after_an_idle_gap(monkeypatch):
+    """After the process ran no kernel for IDLE_GAP, calls are untimed for WARMUP and a
+    kernel whose split has worked runs split (the other CPU comes back to speed); a kernel
+    whose split never beat one thread keeps its serial calls."""
+    from pyvta.runtime.cpu.llvm.program import ThreadChoice
+    monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    now = [100.0]
+    monkeypatch.setattr(ThreadChoice, "clock", staticmethod(lambda: now[0]))
+    monkeypatch.setattr(ThreadChoice, "_last_end", float("-inf"))
+    monkeypatch.setattr(ThreadChoice, "_warm_until", float("-inf"))
+    step = 1e-5
+
+    def calls(c, n, cost):
+        modes = []
+        for _ in range(n):
+            par = c.next_parallel()
+            now[0] += step
+            c.record(par, cost[par])
+            modes.append(par)
+        return modes
+
+    c = ThreadChoice()
+    warm = int(ThreadChoice.WARMUP / step)
+    # the process just started: a warm-up, all split (nothing measured yet), nothing timed
+    assert all(calls(c, warm - 5, {True: 1.0, False: 1.0}))
+    assert not c.times[True] and not c.times[False]
+    # past it: probes, then the split wins (0.6 against 1.0)
+    calls(c, 5 + 2 * ThreadChoice.PROBES, {True: 0.6, False: 1.0})
+    assert c.parallel is True
+    # the split meets a cold CPU: probes make one thread look faster
+    calls(c, 3 * ThreadChoice.PROBES, {True: 1.6, False: 1.0})
+    assert c.parallel is False
+    # an idle gap: the next WARMUP runs split although one thread is chosen, untimed
+    now[0] += 2 * ThreadChoice.IDLE_GAP
+    n_par = len(c.times[True])
+    assert all(calls(c, warm - 5, {True: 0.6, False: 1.0}))
+    assert len(c.times[True]) == n_par and c.parallel is False
+    # a kernel whose split never beat one thread stays serial in a warm-up
+    s = ThreadChoice()
+    calls(s, warm + 2 * ThreadChoice.PROBES, {True: 1.2, False: 1.0})
+    assert s.parallel is False
+    now[0] += 2 * ThreadChoice.IDLE_GAP
+    assert not any(calls(s, 20, {True: 1.2, False: 1.0}))
+
+
+def test_kernel_buffers_are_aligned_and_staggered():
+    """Outputs are line-aligned, and large ones start at page offsets that differ from one
+    buffer to the next and from numpy's offset 16 (4 KiB aliasing)."""
+    from pyvta.runtime.cpu.llvm import buffers
+    big = [buffers.empty((64, 56, 56), np.float32) for _ in range(len(buffers.OFFSETS))]
+    offs = [a.ctypes.data % buffers.PAGE for a in big]
+    assert len(set(offs)) == len(buffers.OFFSETS)
+    assert all(abs(o - 16) >= 240 for o in offs)
+    assert all(abs(a - b) >= 512 for a, b in zip(offs, offs[1:]))
+    for a in big:
+        assert a.shape == (64, 56, 56) and a.dtype == np.float32 and a.flags.c_contiguous
+        assert a.flags.writeable
+    small = buffers.empty(10, np.int8)
+    assert small.shape == (10,) and small.ctypes.data % buffers.LINE == 0
+    z = buffers.zeros((3, 0, 2), np.int32)
+    assert z.shape == (3, 0, 2) and z.dtype == np.int32
+    assert not buffers.zeros((100, 100)).any()
+    with pytest.raises(ValueError, match="negative"):
+        buffers.empty((2, -1))
 
 
 @pytest.mark.parametrize("n,k,trans_a,bias", [

@@ -34,11 +34,14 @@ __all__ = ["Program", "ThreadChoice", "num_threads"]
 # hands off in a few microseconds, but a parallel call also waits for the slowest thread:
 # on a machine whose cores are busy with other processes (the project's shared 2-core
 # machines, load 5-7) a second thread was measured to make 50-300 us kernels slower at the
-# median (element-wise passes +20-100 %). The native pool takes kernels from 1M on (the
-# 1280x1000 GEMV of a classifier, which OpenBLAS splits): :class:`ThreadChoice` then keeps
-# each one on a single thread whenever splitting it is measured slower.
+# median (element-wise passes +20-100 %), so :class:`ThreadChoice` times both modes and
+# keeps each kernel on a single thread whenever splitting it is measured slower. With that
+# guard the native pool takes kernels from 64K on: on an idle 2-core EPYC (Zen 3) VM a
+# float32 Add split in two took 9.9 us at 64K elements against 15.6 us on one thread and
+# 0.021 ms against 0.032 ms at 200K (a ResNet stage-1 map; each core streams its half from
+# the shared L3 at its own bandwidth); at 32K the hand-off ate the gain (7.2 vs 6.6 us).
 _PARALLEL_MIN_WORK = 1 << 21
-_NATIVE_MIN_WORK = 1 << 20
+_NATIVE_MIN_WORK = 1 << 16
 #: Chunks per thread in the native pool, at least: enough that a late or slow thread costs
 #: little.
 _CHUNKS_PER_THREAD = 8
@@ -176,9 +179,7 @@ class ThreadChoice:
     last ``PROBES`` parallel calls (the native pool reports it; its workers could not get a
     CPU in time), a parallel call is a serial one plus the hand-off, and the plain faster
     median decides. The same holds when even the best parallel call is not ``SPLIT_GAIN``
-    faster than the best serial one: a memory-bound pass (an element-wise Add over three
-    800 KB streams) runs at the shared cache bandwidth on one thread or two (0.040 ms
-    serial, 0.043 ms split, measured), so splitting only adds the hand-off and exposure to
+    faster than the best serial one: then splitting only adds the hand-off and exposure to
     the other core's load. A split that works shows it in its undisturbed probes (the
     MatMul above: 1.3 ms at best against 2.4 ms serial).
     """
@@ -187,6 +188,21 @@ class ThreadChoice:
     REPROBE = 50
     SERIAL_MARGIN = 0.85
     SPLIT_GAIN = 0.9
+    #: No adaptive kernel call for this long (seconds) means the process was idle or busy
+    #: elsewhere: the other CPUs have gone idle and come back slowly ...
+    IDLE_GAP = 0.01
+    #: ... so for this long after such a gap calls are not timed, and kernels whose split
+    #: has ever worked run split (which brings the other CPUs back to speed). Measured on
+    #: the project's 2-core EPYC VM after a 0.25 s pause: a 200K-element Add split in two
+    #: took 42, 34, 31, 27, 25 and 24 us in successive 5 ms windows, settling at 21 us,
+    #: while one thread ran at 32 us from the start. Probes in that ramp made the split look
+    #: slower than one thread, and a kernel settled on one thread never warmed the other CPU
+    #: again, so its re-probes kept meeting a cold CPU.
+    WARMUP = 0.04
+    #: the clock (tests replace it)
+    clock = staticmethod(time.perf_counter)
+    _last_end = float("-inf")       # process-wide: when an adaptive call last ended
+    _warm_until = float("-inf")     # process-wide: end of the current warm-up
 
     def __init__(self):
         self.adaptive = os.environ.get("PYVTA_ADAPTIVE_THREADS", "1") != "0"
@@ -194,17 +210,39 @@ class ThreadChoice:
         self.helped = deque(maxlen=self.PROBES)    #: whether a worker helped, parallel calls
         self.parallel = True        #: the mode currently chosen
         self.calls = 0
+        self._untimed = False       # the current call only wakes the workers: not recorded
+        self._then_probe = False    # the next call is a parallel re-probe
+        self.best = {True: float("inf"), False: float("inf")}   #: best time ever, per mode
 
     def next_parallel(self) -> bool:
         """Whether the next call should be split."""
         if not self.adaptive:
             return True
+        now = self.clock()
+        cls = ThreadChoice
+        if now - cls._last_end > self.IDLE_GAP:
+            cls._warm_until = now + self.WARMUP
+        if now < cls._warm_until:
+            self._untimed = True
+            return self.best[True] < self.SPLIT_GAIN * self.best[False] or \
+                self.best[True] == float("inf")
         self.calls += 1
+        self._untimed = False
+        if self._then_probe:
+            self._then_probe = False
+            return True
         par, ser = self.times[True], self.times[False]
         if len(par) < self.PROBES or len(ser) < self.PROBES:
             return len(par) <= len(ser)          # still probing: alternate
         if self.calls % self.REPROBE == 0:
-            return not self.parallel
+            if self.parallel:
+                return False
+            # After REPROBE serial calls the pool's workers have gone to sleep, and the first
+            # split call pays for waking them (20-30 us measured, as long as the whole
+            # 200K-element Add it splits): that call runs untimed and the next one is the
+            # probe, as a split call in a run of split calls would find them.
+            self._untimed = self._then_probe = True
+            return True
         return self.parallel
 
     def record(self, parallel: bool, seconds: float, helped: bool = True) -> None:
@@ -212,6 +250,11 @@ class ThreadChoice:
         call, whether another thread ran part of it)."""
         if not self.adaptive:
             return
+        ThreadChoice._last_end = self.clock()
+        if self._untimed:
+            return
+        if seconds < self.best[parallel] and (helped or not parallel):
+            self.best[parallel] = seconds
         times = self.times[parallel]
         times.append(seconds)
         if parallel:
