@@ -13,8 +13,12 @@ block the bench sleeps ``--settle`` seconds so the previous contestant's threads
 (OpenBLAS's worker keeps spinning on a CPU for about 0.12 s after numpy's last call, measured
 on this machine; onnxruntime's workers spin between the calls of its own block as they do in
 use, and sleep in ``call`` mode; the LLVM pool's workers sleep after
-0.5 ms), then calls the contestant untimed for ``--lead-ms`` (the CPUs need a few ms to get
-back to speed after a pause), then times at least ``--block`` calls and ``--block-ms`` of
+0.5 ms), then calls the contestant untimed for ``--lead-ms`` (the CPUs need time to get
+back to speed after a pause: on the project's 2-core VM the caller's CPU needed about 2 ms,
+but the other CPU, idle while the previous contestants ran on one thread, took 30-40 ms of
+work: a 200K-element Add split in two ran at 42, 34, 31, 27, 25 and 24 us in the first six
+5 ms windows after a 0.25 s pause and settled at 21 us, while on one thread it ran at
+32 us from the first window; docs/runtime.md), then times at least ``--block`` calls and ``--block-ms`` of
 work, each call separately. The block order rotates from round to round so a burst of load
 from other processes hits everyone alike. ``call`` is the older per-call interleaving: every
 round calls each contestant once, in a rotating order; there a kernel that runs right after
@@ -24,7 +28,7 @@ and the ratios of the medians and of the best (minimum) times; a kernel counts a
 than numpy when its median is.
 
     python bench/cpu_fallback.py [--interleave block|call] [--repeat N] [--block 5]
-                                 [--block-ms 20] [--lead-ms 10] [--settle 0.25]
+                                 [--block-ms 20] [--lead-ms 50] [--settle 0.25]
                                  [--filter Conv] [--threads N]
 """
 
@@ -122,11 +126,12 @@ class Timing:
     milliseconds; ``settle``: the pause before each block in seconds; ``lead_ms``: untimed
     calls of the block's contestant after the pause (at least one), because the CPUs come
     back from a pause slowly (measured: after 0.25 s idle a one-thread 256^3 matmul took
-    2.5-3x its time on the first call, and about 2 ms of work to get back to speed), which
-    never happens to kernels that run back to back."""
+    2.5-3x its time on the first call, and about 2 ms of work to get back to speed; a CPU
+    left idle while the others ran one-thread blocks took 30-40 ms), which never happens
+    to kernels that run back to back."""
 
     def __init__(self, mode="block", rounds=None, block=5, block_ms=20.0, settle=0.25,
-                 lead_ms=10.0):
+                 lead_ms=50.0):
         if mode not in ("block", "call"):
             raise ValueError(f"interleave must be 'block' or 'call', not {mode!r}")
         if rounds is None:
@@ -331,7 +336,7 @@ def main(argv=None) -> int:
     ap.add_argument("--block", type=int, default=5, help="calls per block, at least")
     ap.add_argument("--block-ms", type=float, default=20.0,
                     help="milliseconds of timed work per block, at least")
-    ap.add_argument("--lead-ms", type=float, default=10.0,
+    ap.add_argument("--lead-ms", type=float, default=50.0,
                     help="milliseconds of untimed calls at the start of each block (the CPUs "
                          "get back to speed after the settle pause)")
     ap.add_argument("--settle", type=float, default=0.25,
