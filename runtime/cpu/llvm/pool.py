@@ -404,7 +404,9 @@ class NativePool:
                 not self._lock.acquire(blocking=False):
             return False
         try:
-            self._placement.follow()
+            # (a system call: every 32nd call, or after a call no worker helped with)
+            if not self.last_helped or not self.calls & 31:
+                self._placement.follow()
             if ptrs != self._last_ptrs:
                 self._state[_ARGS:_ARGS + len(ptrs)] = ptrs
                 self._last_ptrs = list(ptrs)

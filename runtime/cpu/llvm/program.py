@@ -137,14 +137,15 @@ class Program:
             self._fn(*ptrs, 0, extent)
             return
         choice = self.choice
-        parallel = choice.next_parallel()
         t0 = time.perf_counter()
+        parallel = choice.next_parallel(t0)
         if parallel:
             parallel = self._run_parallel(ptrs, extent)
         if not parallel:
             self._fn(*ptrs, 0, extent)
-        choice.record(parallel, time.perf_counter() - t0,
-                      not parallel or self._pool is None or self._pool.last_helped)
+        t1 = time.perf_counter()
+        choice.record(parallel, t1 - t0,
+                      not parallel or self._pool is None or self._pool.last_helped, t1)
 
     def _run_parallel(self, ptrs, extent) -> bool:
         if self._pool is not None:
@@ -213,28 +214,30 @@ class ThreadChoice:
         self._untimed = False       # the current call only wakes the workers: not recorded
         self._then_probe = False    # the next call is a parallel re-probe
         self.best = {True: float("inf"), False: float("inf")}   #: best time ever, per mode
+        self._probing = True        # fewer than PROBES times of either mode yet
 
-    def next_parallel(self) -> bool:
-        """Whether the next call should be split."""
+    def next_parallel(self, now: float | None = None) -> bool:
+        """Whether the next call should be split (``now``: the clock, if the caller has it;
+        this runs on every call of a kernel, so its common path is a few comparisons)."""
         if not self.adaptive:
             return True
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         cls = ThreadChoice
         if now - cls._last_end > self.IDLE_GAP:
             cls._warm_until = now + self.WARMUP
         if now < cls._warm_until:
             self._untimed = True
-            return self.best[True] < self.SPLIT_GAIN * self.best[False] or \
-                self.best[True] == float("inf")
-        self.calls += 1
+            best = self.best
+            return best[True] < self.SPLIT_GAIN * best[False] or best[True] == float("inf")
         self._untimed = False
+        calls = self.calls = self.calls + 1
         if self._then_probe:
             self._then_probe = False
             return True
-        par, ser = self.times[True], self.times[False]
-        if len(par) < self.PROBES or len(ser) < self.PROBES:
-            return len(par) <= len(ser)          # still probing: alternate
-        if self.calls % self.REPROBE == 0:
+        if self._probing:
+            return len(self.times[True]) <= len(self.times[False])   # alternate
+        if calls % self.REPROBE == 0:
             if self.parallel:
                 return False
             # After REPROBE serial calls the pool's workers have gone to sleep, and the first
@@ -245,12 +248,13 @@ class ThreadChoice:
             return True
         return self.parallel
 
-    def record(self, parallel: bool, seconds: float, helped: bool = True) -> None:
+    def record(self, parallel: bool, seconds: float, helped: bool = True,
+               end: float | None = None) -> None:
         """Account one call's time in the mode it actually ran in (``helped``: for a parallel
-        call, whether another thread ran part of it)."""
+        call, whether another thread ran part of it; ``end``: the clock at its end)."""
         if not self.adaptive:
             return
-        ThreadChoice._last_end = self.clock()
+        ThreadChoice._last_end = self.clock() if end is None else end
         if self._untimed:
             return
         if seconds < self.best[parallel] and (helped or not parallel):
@@ -266,6 +270,7 @@ class ThreadChoice:
             return
         par, ser = self.times[True], self.times[False]
         if len(par) == self.PROBES and len(ser) == self.PROBES:
+            self._probing = False
             works = any(self.helped) and min(par) < self.SPLIT_GAIN * min(ser)
             margin = self.SERIAL_MARGIN if works else 1.0
             self.parallel = sorted(ser)[self.PROBES // 2] >= margin * sorted(par)[self.PROBES // 2]
