@@ -180,6 +180,37 @@ def test_native_pool_splits_and_matches(monkeypatch):
         np.testing.assert_array_equal(out, v * v)
 
 
+def _no_warmup(monkeypatch):
+    """No idle-gap warm-up (ThreadChoice), including one still running from another test."""
+    from pyvta.runtime.cpu.llvm.program import ThreadChoice
+    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)
+    monkeypatch.setattr(ThreadChoice, "_warm_until", float("-inf"))
+
+
+def test_short_kernel_calls_are_timed_one_in_skip_plus_one(monkeypatch):
+    """After probing, a short kernel times one call in SKIP + 1 (the others run the chosen
+    mode untimed), and every call, timed or not, computes the right result."""
+    from pyvta.runtime.cpu.llvm import program
+    from pyvta.runtime.cpu.llvm.program import ThreadChoice
+    monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
+    monkeypatch.setenv("PYVTA_THREADS", "2")
+    monkeypatch.setattr(program, "_NATIVE_MIN_WORK", 1 << 12)
+    monkeypatch.setattr(program, "_PARALLEL_MIN_WORK", 1 << 12)
+    _no_warmup(monkeypatch)
+    monkeypatch.setattr(ThreadChoice, "SKIP_BELOW", 1e9)      # every call counts as short
+    x, y = f(64, 1000), f(64, 1000)
+    node = Node("Add", "n", ["x", "y"], ["z"], {})
+    plan = plan_node(node, [x.shape, y.shape], [x.dtype, y.dtype], {})
+    choice = plan.steps[0]._prog.choice
+    assert choice is not None
+    n = 2 * ThreadChoice.PROBES + 20 * (ThreadChoice.SKIP + 1)
+    for k in range(n):
+        x[0, 0] = k
+        np.testing.assert_array_equal(plan([x, y])[0], x + y)
+    timed = choice.calls + (choice.calls // ThreadChoice.REPROBE)   # re-probe wake-ups
+    assert 2 * ThreadChoice.PROBES + 18 <= timed <= 2 * ThreadChoice.PROBES + 22
+
+
 def test_native_pool_concurrent_callers(monkeypatch):
     """Two Python threads calling pooled kernels at once: one runs serially, both correct."""
     import threading
@@ -292,7 +323,7 @@ def test_thread_choice_follows_the_faster_mode(monkeypatch):
     """Probing alternates the modes, then the faster median wins; re-probes let it change."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice
     monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
-    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
+    _no_warmup(monkeypatch)
     c = ThreadChoice()
     cost = {True: 2.0, False: 1.0}             # parallel is slower (a busy machine)
     modes = []
@@ -319,7 +350,7 @@ def test_thread_choice_keeps_splitting_when_serial_barely_wins(monkeypatch):
     must win by ``SERIAL_MARGIN`` before the kernel stops splitting."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice
     monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
-    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
+    _no_warmup(monkeypatch)
     c = ThreadChoice()
     # serial 4 % faster by the medians, within the margin; one undisturbed parallel probe
     # shows that the split works (1.3 against 2.5)
@@ -349,7 +380,7 @@ def test_thread_choice_runs_serially_when_splitting_never_helps(monkeypatch):
     the plain faster median decides, so the kernel runs on one thread."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice
     monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
-    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
+    _no_warmup(monkeypatch)
     c = ThreadChoice()
     for k in range(10):
         par = c.next_parallel()
@@ -363,7 +394,7 @@ def test_thread_choice_reprobes_split_with_awake_workers(monkeypatch):
     kernel once settled on one thread would never split again."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice
     monkeypatch.delenv("PYVTA_ADAPTIVE_THREADS", raising=False)
-    monkeypatch.setattr(ThreadChoice, "WARMUP", 0.0)       # no idle-gap warm-up here
+    _no_warmup(monkeypatch)
     c = ThreadChoice()
     # the probes all meet sleeping workers (1.6); warm, a split takes 0.6 against 1.0
     for _ in range(2 * ThreadChoice.PROBES):
