@@ -380,7 +380,10 @@ def main(argv=None) -> int:
             note = ""
             if rounds:   # how often llvm was ahead round by round: a tie moves with the machine
                 ahead = sum(lr < nr for lr, nr in zip(rounds["llvm"], rounds["numpy"]))
-                note = f"; llvm ahead in {ahead} of {len(rounds['llvm'])} rounds"
+                pairs = " ".join(f"{lr * 1e6:.0f}/{nr * 1e6:.0f}"
+                                 for lr, nr in zip(rounds["llvm"], rounds["numpy"]))
+                note = (f"; llvm ahead in {ahead} of {len(rounds['llvm'])} rounds; "
+                        f"round medians llvm/numpy us: {pairs}")
             slower.append(f"{label} ({n_med / l_med:.2f}{note})")
         if n_min < l_min:
             slower_best.append(f"{label} ({n_min / l_min:.2f})")
