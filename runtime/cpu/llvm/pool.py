@@ -49,6 +49,7 @@ import threading
 import llvmlite.ir as ir
 import numpy as np
 
+from . import buffers
 from .compiler import get_compiler
 
 __all__ = ["NativePool", "get_pool", "MAX_PTRS"]
@@ -360,11 +361,7 @@ class NativePool:
         self._run = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.c_int64, ctypes.c_int64)(
             compiler.load(text, f"pool_run_{tag}"))
-        # 64-byte aligned state block (numpy gives 16; over-allocate and offset).
-        raw = np.zeros(_SLOTS + 16, np.int64)
-        skip = (-raw.ctypes.data % 64) // 8
-        self._state = raw[skip:skip + _SLOTS]
-        self._raw = raw
+        self._state = buffers.zeros(_SLOTS, np.int64)      # cache-line aligned
         self.addr = self._state.ctypes.data
         self.threads = threads
         self._lock = threading.Lock()
