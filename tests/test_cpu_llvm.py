@@ -180,6 +180,28 @@ def test_native_pool_splits_and_matches(monkeypatch):
         np.testing.assert_array_equal(out, v * v)
 
 
+def test_computed_loops_ask_for_interleaving():
+    """The innermost loop of a computed element-wise kernel carries a real loop ID asking
+    for 4 interleaved vectors (self-referencing and distinct, or LLVM ignores it); a plain
+    memory pass does not; both compile and compute the right values."""
+    import re
+    from pyvta.runtime.cpu.llvm.program import Program
+    x = f(3, 1000)
+    exp = render_elementwise(x.shape, (1000, 1), np.float32, [((1000, 1), 0, np.float32)],
+                             lambda kb, m, v: m.exp(v), cost=10)
+    ids = re.findall(r"^!(\d+) = distinct !\{!(\d+), !(\d+)\}$", exp.ir, re.M)
+    assert len(ids) == 1 and ids[0][0] == ids[0][1]
+    assert f'!{ids[0][2]} = !{{!"llvm.loop.interleave.count", i32 4}}' in exp.ir
+    assert "pyvta.interleave" not in exp.ir
+    copy = render_elementwise(x.shape, (1000, 1), np.float32, [((1000, 1), 0, np.float32)],
+                              lambda kb, m, v: kb.b.fadd(v, v))
+    assert "llvm.loop" not in copy.ir
+    for kern, want in ((exp, np.exp(x)), (copy, x + x)):
+        out = np.empty_like(x)
+        Program(kern)(out, x)
+        np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
 def _no_warmup(monkeypatch):
     """No idle-gap warm-up (ThreadChoice), including one still running from another test."""
     from pyvta.runtime.cpu.llvm.program import ThreadChoice

@@ -13,6 +13,7 @@ This module only builds IR text (with ``llvmlite.ir``); it never compiles.
 from __future__ import annotations
 
 import hashlib
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -56,6 +57,24 @@ class Kernel:
     work_per_item: int = 1
 
 
+_MARKER = re.compile(r'^!(\d+) = !\{ !"pyvta\.interleave \d+ (\d+)" \}$', re.M)
+
+
+def _loop_ids(text: str) -> str:
+    """Turn the interleave markers of :meth:`KernelBuilder.loop` into loop IDs: LLVM only
+    reads loop metadata from a distinct node whose first operand is the node itself, which
+    ``llvmlite.ir`` cannot build."""
+    ids = [int(k) for k in re.findall(r"^!(\d+) = ", text, re.M)]
+    extra = []
+
+    def loop_id(m):
+        hint = max(ids, default=0) + 1 + len(extra)
+        extra.append(f'!{hint} = !{{!"llvm.loop.interleave.count", i32 {m.group(2)}}}')
+        return f"!{m.group(1)} = distinct !{{!{m.group(1)}, !{hint}}}"
+    text = _MARKER.sub(loop_id, text)
+    return "\n".join([text.rstrip("\n")] + extra) + "\n" if extra else text
+
+
 def i64(v) -> ir.Constant:
     return ir.Constant(I64, int(v))
 
@@ -90,8 +109,15 @@ class KernelBuilder:
         return self.b.call(self.intrinsic(name, ty, [a.type for a in args]), list(args))
 
     @contextmanager
-    def loop(self, lo, hi, step=1):
-        """``for i in range(lo, hi, step)`` (step > 0); yields the i64 induction variable."""
+    def loop(self, lo, hi, step=1, interleave: int | None = None):
+        """``for i in range(lo, hi, step)`` (step > 0); yields the i64 induction variable.
+
+        ``interleave``: ask LLVM's loop vectoriser to run this many vector iterations side
+        by side (``llvm.loop.interleave.count``). Its cost model keeps one for a loop with
+        a division or a long polynomial, whose iterations then wait on each other's
+        latency: the float32 ``exp`` over 401K elements took 246 us on one thread, 183 us
+        with 4 (sigmoid 311 -> 224 us, tanh 196 -> 176 us; onnxruntime's ``exp`` 170 us).
+        """
         b = self.b
         lo = i64(lo) if isinstance(lo, int) else lo
         hi = i64(hi) if isinstance(hi, int) else hi
@@ -110,7 +136,11 @@ class KernelBuilder:
         yield i
         nxt = b.add(i, i64(step), flags=["nsw"])
         i.add_incoming(nxt, b.block)
-        b.branch(head)
+        latch = b.branch(head)
+        if interleave:
+            # A marker node, made a real (self-referencing) loop ID in finish().
+            latch.set_metadata("llvm.loop", self.module.add_metadata(
+                [ir.MetaDataString(self.module, f"pyvta.interleave {n} {int(interleave)}")]))
         b.position_at_end(end)
 
     @contextmanager
@@ -154,7 +184,7 @@ class KernelBuilder:
 
     def finish(self, extent: int, work_per_item: int = 1) -> Kernel:
         self.b.ret_void()
-        text = str(self.module)
+        text = _loop_ids(str(self.module))
         symbol = "k_" + hashlib.sha256(text.encode()).hexdigest()[:20]
         text = text.replace('@"kern"', f'@"{symbol}"')
         return Kernel(text, symbol, self.n_ptrs, int(extent), int(work_per_item))
@@ -342,7 +372,9 @@ def render_elementwise(out_shape, out_strides, out_dtype, inputs, expr, out_offs
             body(idx)
             return
         lo, hi = (kb.lo, kb.hi) if d == 0 else (0, shape[d])
-        with kb.loop(lo, hi) as i:
+        # the innermost loop of a computed expression (exp, tanh, erf, a division) keeps
+        # four vectors in flight; a plain memory pass is left to LLVM's own choice
+        with kb.loop(lo, hi, interleave=4 if d == rank - 1 and cost > 1 else None) as i:
             nest(d + 1, idx + [i])
 
     nest(0, [])
