@@ -64,11 +64,13 @@ def _loop_ids(text: str) -> str:
     """Turn the interleave markers of :meth:`KernelBuilder.loop` into loop IDs: LLVM only
     reads loop metadata from a distinct node whose first operand is the node itself, which
     ``llvmlite.ir`` cannot build."""
-    ids = [int(k) for k in re.findall(r"^!(\d+) = ", text, re.M)]
+    if "pyvta.interleave" not in text:
+        return text
+    free = max(int(k) for k in re.findall(r"^!(\d+) = ", text, re.M)) + 1
     extra = []
 
     def loop_id(m):
-        hint = max(ids, default=0) + 1 + len(extra)
+        hint = free + len(extra)
         extra.append(f'!{hint} = !{{!"llvm.loop.interleave.count", i32 {m.group(2)}}}')
         return f"!{m.group(1)} = distinct !{{!{m.group(1)}, !{hint}}}"
     text = _MARKER.sub(loop_id, text)
